@@ -73,6 +73,7 @@ def build_arrays(n_items=60, n_customers=40, n_categories=4, k=8, stores=("s1", 
         "hist_indptr": indptr,
         "hist_items": np.array(h_items, np.int32),
         "hist_flags": np.array(h_flags, np.uint8),
+        "hist_weights": np.full(len(h_items), 8.0, np.float32),
         "store_ids": np.array(stores),
         "pop_store_items": ps_i, "pop_store_scores": ps_s,
         "pop_locale_items": pl_i, "pop_locale_scores": pl_s,
@@ -85,11 +86,15 @@ def build_arrays(n_items=60, n_customers=40, n_categories=4, k=8, stores=("s1", 
         arrays["item_factors"] = y
         arrays["customer_factors"] = x
     if kind in ("factors", "neighbours"):
-        sims = y @ y.T
-        np.fill_diagonal(sims, -np.inf)
-        nb = np.argsort(-sims, axis=1, kind="stable")[:, :10].astype(np.int32)
-        arrays["neighbours"] = nb
-        arrays["neighbour_scores"] = np.take_along_axis(sims, nb, axis=1).astype(np.float32)
+        nbs, sc = [], []
+        for a in range(0, n_items, 2048):
+            sims = y[a:a + 2048] @ y.T
+            sims[np.arange(sims.shape[0]), np.arange(a, a + sims.shape[0])] = -np.inf
+            nb = np.argsort(-sims, axis=1, kind="stable")[:, :10].astype(np.int32)
+            nbs.append(nb)
+            sc.append(np.take_along_axis(sims, nb, axis=1).astype(np.float32))
+        arrays["neighbours"] = np.concatenate(nbs)
+        arrays["neighbour_scores"] = np.concatenate(sc)
     return arrays
 
 

@@ -52,6 +52,7 @@ OPTIONAL_ARRAYS: dict[str, tuple[str, int]] = {
     "item_bias": ("f", 1),
     "neighbours": ("i", 2),
     "neighbour_scores": ("f", 2),
+    "hist_weights": ("f", 1),  # training confidence per history entry: fold-in starts from it
 }
 SCORING_KINDS = ("factors", "neighbours", "popularity")
 

@@ -29,6 +29,8 @@ class LoadedModel:
         self.path = path
         self.manifest = manifest
         self.model_id = manifest.model_id
+        # plain ndarray views over the mmapped buffers: same shared pages, no per-index memmap overhead
+        arrays = {k: np.asarray(v) for k, v in arrays.items()}
         self.arrays = arrays
         for name in (*REQUIRED_ARRAYS, *OPTIONAL_ARRAYS):
             setattr(self, name, arrays.get(name))
@@ -36,6 +38,7 @@ class LoadedModel:
         self.n_items = int(self.item_ids.shape[0])
         self.n_customers = int(self.customer_ids.shape[0])
         self.channel_index = {c: k for k, c in enumerate(CHANNELS)}
+        self.cache: dict = {}  # derived masks the core keeps per model (dies with the model on reload)
 
     # -- id maps (external string ids <-> artifact rows, never exposed outside the core)
     def item_index(self, item_id: str) -> int:

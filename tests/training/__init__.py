@@ -1,0 +1,1 @@
+"""Tests of the training data layer: reading, synthesis, conversion, weighting, matrices, splits."""

@@ -1,0 +1,1 @@
+"""recsvc training: cross-channel history in, evaluated and versioned model artifact out."""

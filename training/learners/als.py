@@ -1,0 +1,180 @@
+"""Implicit-feedback ALS (Hu, Koren & Volinsky 2008) through `implicit`, CPU, float32 out.
+
+Serving folds customers in with the same closed form (`recsvc.core.foldin`), so the artifact carries
+the regularization and alpha actually used. Warm start: `fit(init=f, iterations=n)` runs n more
+sweeps from f's factors, so the pipeline can evaluate on the training split and then continue on the
+full matrix without starting over (id maps are shared, so shapes agree).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import scipy.sparse as sp
+
+from training.learners.base import (
+    Factors,
+    ModelFitError,
+    as_f32,
+    check_confidence,
+    check_finite,
+    merge_params,
+    with_neighbours,
+)
+from training.learners.tuning import coordinate_search, holdout_entries, holdout_ndcg, should_tune
+
+DEFAULTS = {
+    "factors": 64,
+    "regularization": 0.01,
+    "alpha": 1.0,
+    "iterations": 15,
+    "use_cg": True,
+    # finish with an exact (Cholesky) solve of every customer against the final item factors, so a
+    # customer row equals what serving's fold-in computes from the same history
+    "exact_customer_solve": True,
+    "num_threads": 0,  # 0: every core, but one below 100k entries (OpenMP start-up dominates there)
+    "neighbours": 20,  # cosine neighbours of item factors for "similar items"; 0 = none
+    # auto: tune when nnz <= tune_max_nnz unless the config fixes factors/regularization/alpha; on; off
+    "tune": "auto",
+    "tune_max_nnz": 1_000_000,
+    "tune_holdout": 0.2,
+    "tune_k": 10,
+    "tune_max_fits": 15,
+    "tune_start": {"factors": 32, "regularization": 1.0, "alpha": 2.0},
+    "tune_grid": {"factors": [16, 32, 64, 128], "regularization": [0.1, 1.0, 5.0], "alpha": [1.0, 2.0, 4.0]},
+}
+SMALL_NNZ = 100_000
+FIX = "lower alpha or the event weights (huge confidences), or raise regularization"
+
+
+class ALSLearner:
+    name = "als"
+    warm_start = True
+
+    def __init__(self, params: dict | None = None):
+        self.params = merge_params(self.name, DEFAULTS, params)
+        self.explicit = set(params or {})
+
+    def fit(
+        self,
+        confidence: sp.csr_matrix,
+        *,
+        catalog=None,
+        customers=None,
+        item_ids=None,
+        customer_ids=None,
+        seed: int = 0,
+        init: Factors | None = None,
+        iterations: int | None = None,
+        progress: bool = False,
+        neighbours: bool = True,
+    ) -> Factors:
+        x = check_confidence(confidence, self.name)
+        p = dict(self.params)
+        tuning = None
+        if init is not None:
+            # continue the same model: its hyper-parameters, its factors
+            for name in ("factors", "regularization", "alpha"):
+                p[name] = init.params.get(name, p[name])
+            tuning = init.params.get("tuning")
+        elif self._should_tune(x):
+            best, history = self._tune(x, p, seed)
+            p.update(best)
+            tuning = {
+                "holdout": p["tune_holdout"],
+                "k": p["tune_k"],
+                "metric": f"ndcg@{p['tune_k']}",
+                "best": best,
+                "grid": history,
+            }
+        n_iter = int(iterations if iterations is not None else p["iterations"])
+        t = time.perf_counter()
+        model = self._model(p, seed, n_iter, x.nnz)
+        if init is not None:
+            self._set_init(model, init, x.shape, p["factors"])
+        self._run(model, x, progress)
+        if p["exact_customer_solve"] and x.shape[0]:
+            model.user_factors = model.recalculate_user(np.arange(x.shape[0]), x)
+        seconds = time.perf_counter() - t
+        used = {k: p[k] for k in ("factors", "regularization", "alpha", "use_cg", "exact_customer_solve")}
+        used["iterations"] = n_iter
+        if init is not None:  # sweeps the starting factors had already had
+            used["warm_start_after"] = int(init.params.get("iterations", 0)) + int(
+                init.params.get("warm_start_after", 0)
+            )
+        if tuning is not None:
+            used["tuning"] = tuning
+        used["fit_seconds"] = round(seconds, 3)
+        f = Factors(
+            kind="factors",
+            item_factors=as_f32(model.item_factors),
+            customer_factors=as_f32(model.user_factors),
+            foldin={"regularization": float(p["regularization"]), "alpha": float(p["alpha"])},
+            params=used,
+        )
+        check_finite(f, self.name, FIX)
+        if neighbours and p["neighbours"]:
+            f = with_neighbours(f, int(p["neighbours"]), int(p["num_threads"]))
+        return f
+
+    # -- internals -------------------------------------------------------------------------------
+    def _should_tune(self, x: sp.csr_matrix) -> bool:
+        p = self.params
+        return should_tune(
+            self.name, p["tune"], x.nnz, int(p["tune_max_nnz"]), self.explicit, set(p["tune_grid"])
+        )
+
+    def _tune(self, x: sp.csr_matrix, p: dict, seed: int) -> tuple[dict, list[dict]]:
+        train, test = holdout_entries(x, float(p["tune_holdout"]), seed)
+
+        def score(cand: dict) -> float:
+            m = self._model({**p, **cand}, seed, int(p["iterations"]), train.nnz)
+            self._run(m, train, False)
+            if not (np.isfinite(m.item_factors).all() and np.isfinite(m.user_factors).all()):
+                return -1.0
+            return holdout_ndcg(
+                train, test, as_f32(m.item_factors), as_f32(m.user_factors), k=int(p["tune_k"]), seed=seed
+            )
+
+        grid = {k: list(v) for k, v in p["tune_grid"].items()}
+        start = {k: p["tune_start"].get(k, grid[k][0]) for k in grid}
+        return coordinate_search(score, start, grid, max_fits=int(p["tune_max_fits"]))
+
+    @staticmethod
+    def _model(p: dict, seed: int, iterations: int, nnz: int):
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        threads = int(p["num_threads"]) or (1 if nnz < SMALL_NNZ else 0)
+        return AlternatingLeastSquares(
+            factors=int(p["factors"]),
+            regularization=float(p["regularization"]),
+            alpha=float(p["alpha"]),
+            iterations=iterations,
+            use_cg=bool(p["use_cg"]),
+            num_threads=threads,
+            random_state=seed,
+            dtype=np.float32,
+        )
+
+    @staticmethod
+    def _set_init(model, init: Factors, shape: tuple[int, int], factors: int) -> None:
+        want = {"customer_factors": (shape[0], factors), "item_factors": (shape[1], factors)}
+        for name, s in want.items():
+            a = getattr(init, name)
+            if a is None or a.shape != s:
+                raise ModelFitError(
+                    f"als: warm start needs {name} of shape {s}, got "
+                    f"{None if a is None else a.shape}; warm starts need the same id maps "
+                    "and factors as the model they continue"
+                )
+        model.user_factors = np.array(init.customer_factors, dtype=np.float32, copy=True)
+        model.item_factors = np.array(init.item_factors, dtype=np.float32, copy=True)
+
+    def _run(self, model, x: sp.csr_matrix, progress: bool) -> None:
+        from implicit.recommender_base import ModelFitError as ImplicitFitError
+
+        try:
+            model.fit(x, show_progress=progress)
+        except ImplicitFitError as e:
+            raise ModelFitError(f"als: {e}; {FIX}") from e
