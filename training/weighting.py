@@ -110,6 +110,28 @@ def base_weights(inter: pd.DataFrame, cfg: WeightConfig) -> np.ndarray:
     return w
 
 
+def _block_totals(cust: np.ndarray, chan: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(block of each row, positive weight total per (customer, channel) block)."""
+    block = cust * len(CHANNELS) + chan
+    total = np.bincount(block, weights=np.clip(w, 0.0, None), minlength=int(block.max()) + 1 if len(w) else 0)
+    return block, total
+
+
+def reference_total(inter: pd.DataFrame, cfg: WeightConfig) -> float | None:
+    """The common block total `ref` that balancing uses for this data (cfg.balance_ref if set).
+
+    Store it with the model: weighting live events the same way later needs the same reference.
+    """
+    if cfg.balance_ref is not None:
+        return float(cfg.balance_ref)
+    if len(inter) == 0:
+        return None
+    _, total = _block_totals(codes_of(inter["customer_id"])[0], codes_of(inter["channel"], CHANNELS)[0],
+                             base_weights(inter, cfg))
+    live = total > 0
+    return float(np.median(total[live])) if live.any() else None
+
+
 def balance_scales(cust: np.ndarray, chan: np.ndarray, item: np.ndarray, w: np.ndarray,
                    b: float, ref: float | None = None) -> np.ndarray:
     """Step 2: the channel-balancing multiplier of each row (see the module docstring)."""
@@ -117,10 +139,9 @@ def balance_scales(cust: np.ndarray, chan: np.ndarray, item: np.ndarray, w: np.n
     if b == 0.0 or n == 0:
         return np.ones(n)
     n_ch = len(CHANNELS)
-    block = cust * n_ch + chan
+    block, total = _block_totals(cust, chan, w)
+    n_blocks = len(total)
     pos = np.clip(w, 0.0, None)
-    n_blocks = int(block.max()) + 1
-    total = np.bincount(block, weights=pos, minlength=n_blocks)
     live = total > 0
     if not live.any():
         return np.ones(n)

@@ -347,3 +347,20 @@ def test_fingerprint_follows_the_bytes(tmp_path):
     b = load_dataset(write_dir(tmp_path / "b")).fingerprint
     c = load_dataset(write_dir(tmp_path / "c", GOOD_ROWS[:-1])).fingerprint
     assert a == b != c
+
+
+def test_blanks_around_values_are_trimmed(tmp_path):
+    rows = GOOD_ROWS + [" c1 , i3,view ,\tweb, 1790000000 ,,,,"]
+    ds = load_dataset(write_dir(tmp_path / "d", rows), max_reject_share=0.0)
+    last = ds.interactions.iloc[-1]
+    assert (last["customer_id"], last["item_id"], last["event"], last["channel"], last["ts"]) == (
+        "c1", "i3", "view", "web", 1790000000)
+    assert ds.interactions["customer_id"].iloc[0] == "007"
+
+
+def test_not_utf8_is_a_data_error(tmp_path):
+    d = write_dir(tmp_path / "d")
+    with open(os.path.join(d, "catalog.csv"), "wb") as f:
+        f.write(b"item_id,title,category,price\ni3,Caf\xe9,x,1\n")
+    with pytest.raises(DataError, match=r"catalog\.csv: cannot be read as UTF-8 CSV"):
+        load_dataset(d)

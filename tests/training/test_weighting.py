@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from training.errors import ConfigError
-from training.weighting import WeightConfig, aggregate, event_weights
+from training.weighting import WeightConfig, aggregate, event_weights, reference_total
 
 DAY = 86400.0
 NOW = 1_800_000_000.0
@@ -143,3 +143,13 @@ def test_aggregate_sums_and_drops_non_positive_pairs():
 def test_bad_config(kw, needle):
     with pytest.raises(ConfigError, match=needle):
         WeightConfig(**kw)
+
+
+def test_reference_total_is_the_median_block_total():
+    df = frame([("a", "i", "purchase", "store", 1), ("b", "i", "view", "web", 1), ("b", "j", "view", "web", 1),
+                ("b", "k", "purchase", "app", 1)])
+    assert reference_total(df, WeightConfig()) == 8.0  # blocks: 8 (a/store), 2 (b/web), 8 (b/app)
+    assert reference_total(df, WeightConfig(balance_ref=3.0)) == 3.0
+    # passing it back as balance_ref gives the same weights
+    same = WeightConfig(balance_ref=reference_total(df, WeightConfig()))
+    assert event_weights(df, same, NOW).tolist() == event_weights(df, WeightConfig(), NOW).tolist()

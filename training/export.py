@@ -1,0 +1,193 @@
+"""Dataset + interaction matrix + learner output -> the model artifact's arrays and manifest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from recsvc.artifact.manifest import CHANNELS, Manifest, new_model_id, utcnow
+from training.io import Dataset
+from training.learners.base import Factors
+from training.matrix import InteractionMatrix
+from training.popularity import global_popularity, group_popularity
+
+
+def _str(col: pd.Series) -> np.ndarray:
+    return col.astype(str).fillna("").to_numpy(dtype=str)
+
+
+def _names_and_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct non-empty names and the code of each value (-1 for empty)."""
+    names = np.unique(values[values != ""]) if len(values) else np.empty(0, str)
+    codes = np.full(len(values), -1, np.int64)
+    if len(names):
+        pos = np.minimum(np.searchsorted(names, values), len(names) - 1)
+        hit = names[pos] == values
+        codes[hit] = pos[hit]
+    return names.astype(str) if len(names) else np.array([], dtype="<U1"), codes
+
+
+def _membership(lists: np.ndarray, names: np.ndarray) -> np.ndarray:
+    """bool (len(lists), len(names)): `;`-separated lists; an empty list means every name."""
+    m = np.zeros((len(lists), len(names)), dtype=bool)
+    index = {n: k for k, n in enumerate(names)}
+    for r, s in enumerate(lists):
+        if not s:
+            m[r] = True
+            continue
+        for part in s.split(";"):
+            k = index.get(part.strip())
+            if k is not None:
+                m[r, k] = True
+    return m
+
+
+def _aligned(ids: np.ndarray, key: np.ndarray) -> np.ndarray:
+    """Position in `key` (sorted) of each of `ids`, -1 where absent."""
+    if len(key) == 0:
+        return np.full(len(ids), -1, np.int64)
+    pos = np.minimum(np.searchsorted(key, ids), len(key) - 1)
+    return np.where(key[pos] == ids, pos, -1)
+
+
+def catalog_arrays(ds: Dataset, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+    cat = ds.catalog.copy()
+    cat["item_id"] = cat["item_id"].astype(str)
+    cat = cat.set_index("item_id").loc[item_ids]
+    categories, cat_codes = _names_and_codes(_str(cat["category"]))
+    locale_lists = _str(cat["locales"])
+    locales = set()
+    for s in np.unique(locale_lists):
+        locales |= {p.strip() for p in s.split(";") if p.strip()}
+    if ds.customers is not None:
+        locales |= set(_str(ds.customers["locale"])) - {""}
+    if ds.stores is not None:
+        locales |= set(_str(ds.stores["locale"])) - {""}
+    locale_names = np.array(sorted(locales), dtype=str) if locales else np.array([], dtype="<U1")
+    channel_lists = _str(cat["channels"])
+    return {
+        "item_ids": item_ids,
+        "item_title": _str(cat["title"]),
+        "item_category": cat_codes.astype(np.int32),
+        "category_names": categories,
+        "item_price": cat["price"].to_numpy(dtype=np.float32, na_value=np.nan),
+        "item_valid_from": cat["valid_from"].to_numpy(dtype=np.int64),
+        "item_valid_to": cat["valid_to"].to_numpy(dtype=np.int64),
+        "locale_names": locale_names,
+        "item_locales": _membership(locale_lists, locale_names),
+        "item_channels": _membership(channel_lists, np.array(CHANNELS)),
+    }
+
+
+def history_arrays(m: InteractionMatrix) -> dict[str, np.ndarray]:
+    """Per-customer history (flags) with the training confidence of each entry (for fold-in)."""
+    flags = sp.csr_matrix(m.flags)
+    flags.sort_indices()
+    conf = sp.csr_matrix(m.confidence)
+    conf.sort_indices()
+    n_items = m.confidence.shape[1]
+    rows_f = np.repeat(np.arange(flags.shape[0], dtype=np.int64), np.diff(flags.indptr))
+    rows_c = np.repeat(np.arange(conf.shape[0], dtype=np.int64), np.diff(conf.indptr))
+    key_f = rows_f * n_items + flags.indices
+    key_c = rows_c * n_items + conf.indices
+    pos = np.minimum(np.searchsorted(key_c, key_f), max(len(key_c) - 1, 0))
+    w = np.where((len(key_c) > 0) & (key_c[pos] == key_f) if len(key_c) else np.zeros(len(key_f), bool),
+                 conf.data[pos] if len(key_c) else 0.0, 0.0)
+    return {"hist_indptr": flags.indptr.astype(np.int64), "hist_items": flags.indices.astype(np.int32),
+            "hist_flags": flags.data.astype(np.uint8), "hist_weights": np.asarray(w, np.float32)}
+
+
+def store_ids_of(ds: Dataset) -> np.ndarray:
+    ids = set(_str(ds.interactions["store_id"])) - {""}
+    if ds.stores is not None:
+        ids |= set(_str(ds.stores["store_id"]))
+    if ds.stock is not None:
+        ids |= set(_str(ds.stock["store_id"]))
+    return np.array(sorted(ids), dtype=str) if ids else np.array([], dtype="<U1")
+
+
+def stock_arrays(ds: Dataset, store_ids: np.ndarray, item_ids: np.ndarray) -> dict[str, np.ndarray]:
+    indptr = np.zeros(len(store_ids) + 1, np.int64)
+    if ds.stock is None or len(ds.stock) == 0:
+        return {"stock_indptr": indptr, "stock_items": np.empty(0, np.int32), "stock_qty": np.empty(0, np.int32)}
+    s = _aligned(_str(ds.stock["store_id"]), store_ids)
+    i = _aligned(_str(ds.stock["item_id"]), item_ids)
+    q = ds.stock["quantity"].to_numpy(dtype=np.int64)
+    ok = (s >= 0) & (i >= 0)
+    m = sp.csr_matrix((np.clip(q[ok], 0, 2**31 - 1) + 1, (s[ok], i[ok])), shape=(len(store_ids), len(item_ids)))
+    m.sum_duplicates()  # +1 keeps explicit zero quantities (known, out of stock) as entries
+    m.sort_indices()
+    return {"stock_indptr": m.indptr.astype(np.int64), "stock_items": m.indices.astype(np.int32),
+            "stock_qty": (m.data - 1).astype(np.int32)}
+
+
+def popularity_arrays(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, store_ids: np.ndarray,
+                      locale_names: np.ndarray, now: float, half_life: float, top: int) -> dict[str, np.ndarray]:
+    """Recent popularity overall, per store, per locale, per segment: never per channel."""
+    inter = ds.interactions
+    ok = (m.cust_row >= 0) & (m.item_col >= 0)
+    items, w, ts = m.item_col[ok], np.asarray(weights)[ok], inter["ts"].to_numpy()[ok]
+    kw = dict(weights=w, ts=ts, now=now, half_life_days=half_life)
+    out = {"pop_global": global_popularity(items, m.confidence.shape[1], **kw)}
+    n_items = m.confidence.shape[1]
+    store_of_row = _aligned(_str(inter["store_id"])[ok], store_ids)
+    out["pop_store_items"], out["pop_store_scores"] = group_popularity(
+        items, store_of_row, len(store_ids), n_items, top=top, **kw)
+    # a row's locale: the customer's, else the store's
+    cust_locale = np.full(len(m.customer_ids), "", dtype=object)
+    seg_names, cust_seg = np.array([], dtype="<U1"), np.full(len(m.customer_ids), -1, np.int64)
+    if ds.customers is not None:
+        pos = _aligned(_str(ds.customers["customer_id"]), m.customer_ids)
+        cust_locale[pos[pos >= 0]] = _str(ds.customers["locale"])[pos >= 0]
+        seg_names, codes = _names_and_codes(_str(ds.customers["segment"]))
+        cust_seg[pos[pos >= 0]] = codes[pos >= 0]
+    row_locale = cust_locale[m.cust_row[ok]].astype(str)
+    if ds.stores is not None:
+        st_loc = dict(zip(_str(ds.stores["store_id"]), _str(ds.stores["locale"])))
+        missing = row_locale == ""
+        row_locale[missing] = [st_loc.get(s, "") for s in _str(inter["store_id"])[ok][missing]]
+    out["pop_locale_items"], out["pop_locale_scores"] = group_popularity(
+        items, _aligned(row_locale, locale_names), len(locale_names), n_items, top=top, **kw)
+    out["pop_segment_items"], out["pop_segment_scores"] = group_popularity(
+        items, cust_seg[m.cust_row[ok]], len(seg_names), n_items, top=top, **kw)
+    out["customer_segment"] = cust_seg.astype(np.int16)
+    out["segment_names"] = seg_names
+    return out
+
+
+def factor_arrays(f: Factors) -> dict[str, np.ndarray]:
+    out = {}
+    for name in ("item_factors", "customer_factors", "item_bias", "neighbours", "neighbour_scores"):
+        a = getattr(f, name)
+        if a is not None:
+            out[name] = np.ascontiguousarray(a)
+    return out
+
+
+def build_artifact(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, f: Factors, *, learner: str,
+                   params: dict, seed: int, event_weights: dict, metrics: dict, now: float,
+                   popularity_half_life: float, popularity_top: int, extra: dict | None = None
+                   ) -> tuple[Manifest, dict[str, np.ndarray]]:
+    arrays = catalog_arrays(ds, m.item_ids)
+    arrays["customer_ids"] = m.customer_ids
+    arrays.update(history_arrays(m))
+    store_ids = store_ids_of(ds)
+    arrays["store_ids"] = store_ids
+    arrays.update(stock_arrays(ds, store_ids, m.item_ids))
+    arrays.update(popularity_arrays(ds, m, weights, store_ids, arrays["locale_names"], now,
+                                    popularity_half_life, popularity_top))
+    arrays.update(factor_arrays(f))
+    if f.kind == "popularity" and f.item_scores is not None:
+        arrays["pop_global"] = np.asarray(f.item_scores, np.float32)
+    counts = {"customers": int(len(m.customer_ids)), "items": int(len(m.item_ids)),
+              "interactions": int(len(ds.interactions)), "stores": int(len(store_ids)),
+              "nnz": int(m.confidence.nnz), "rejects": int(ds.n_rejects)}
+    when = utcnow()
+    man = Manifest(
+        model_id=new_model_id(learner, ds.fingerprint, {"params": params, "seed": seed}, when),
+        learner=learner, created_at=when.isoformat().replace("+00:00", "Z"), params=params, seed=seed,
+        scoring={"kind": f.kind, "foldin": f.foldin, "event_weights": dict(event_weights)},
+        data={"fingerprint": ds.fingerprint, "counts": counts, "trained_until": now},
+        metrics=metrics, extra=extra or {})
+    return man, arrays

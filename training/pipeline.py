@@ -1,0 +1,205 @@
+"""fit: read -> validate -> weight -> matrix -> split -> train -> evaluate -> publish, one log line a stage."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+
+from recsvc.artifact.manifest import PURCHASED, RETURNED
+from recsvc.artifact.registry import CHAMPION, Registry
+from recsvc.artifact.write import write_model
+from training import evaluate as ev
+from training.config import TrainConfig
+from training.errors import DataError
+from training.export import build_artifact
+from training.io import Dataset, load_dataset
+from training.learners.base import Factors, get_learner
+from training.matrix import InteractionMatrix, build_matrix
+from training.popularity import global_popularity
+from training.split import default_cutoff, per_customer_random_split, temporal_split
+from training.weighting import event_weights
+
+log = logging.getLogger("recsvc.training")
+
+
+@dataclass
+class Stages:
+    """Times each stage and logs one line per stage."""
+
+    times: dict[str, float] = field(default_factory=dict)
+    _t: float = field(default_factory=time.perf_counter)
+
+    def done(self, name: str, detail: str = "") -> None:
+        now = time.perf_counter()
+        self.times[name] = round(now - self._t, 3)
+        log.info("stage %-10s %6.2fs %s", name, now - self._t, detail)
+        self._t = now
+
+
+@dataclass
+class Prepared:
+    ds: Dataset
+    weights: np.ndarray
+    full: InteractionMatrix
+    now: float
+
+
+def prepare(data_dir: str, cfg: TrainConfig, stages: Stages, rejects_path: str | None = None,
+            until: float | None = None, progress: bool = False) -> Prepared:
+    ds = load_dataset(data_dir, rejects_path=rejects_path, max_reject_share=cfg.max_reject_share,
+                      until=until, progress=progress)
+    if len(ds.interactions) == 0:
+        raise DataError(f"{data_dir}: no valid interactions to train on")
+    stages.done("read", f"{len(ds.interactions)} interactions, {len(ds.catalog)} items, {ds.n_rejects} rejects"
+                + (f" (see {ds.rejects_path})" if ds.rejects_path else ""))
+    now = float(ds.interactions["ts"].max())  # the data's own clock: the same data gives the same model
+    w = event_weights(ds.interactions, cfg.weights, now)
+    full = build_matrix(ds, w)
+    stages.done("weight", f"{full.confidence.shape[0]} customers x {full.confidence.shape[1]} items, "
+                          f"nnz {full.confidence.nnz}")
+    return Prepared(ds, w, full, now)
+
+
+@dataclass
+class Split:
+    train: InteractionMatrix
+    test_rows: np.ndarray  # bool over interaction rows: held out
+    describe: dict
+
+
+def split(p: Prepared, cfg: TrainConfig) -> Split:
+    e = cfg.evaluation
+    ts = p.ds.interactions["ts"].to_numpy()
+    if e.holdout == "random":
+        test = per_customer_random_split(p.full.cust_row, e.test_fraction, cfg.seed)
+        describe = {"holdout": "random", "fraction": e.test_fraction, "seed": cfg.seed}
+    else:
+        cutoff = e.cutoff if e.cutoff is not None else default_cutoff(ts, e.test_fraction)
+        test = temporal_split(ts, cutoff)
+        describe = {"holdout": "temporal", "cutoff": cutoff}
+    train = build_matrix(p.ds, p.weights, rows=~test, customer_ids=p.full.customer_ids,
+                         item_ids=p.full.item_ids)
+    describe.update(train_rows=int((~test).sum()), test_rows=int(test.sum()))
+    return Split(train, test, describe)
+
+
+def truth(p: Prepared, s: Split, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Held-out relevant interactions (customer row, item row, channel)."""
+    inter = p.ds.interactions
+    rel = s.test_rows & inter["event"].isin(cfg.evaluation.relevant_events).to_numpy()
+    if not rel.any():
+        rel = s.test_rows & (p.weights > 0)
+    rel &= (p.full.cust_row >= 0) & (p.full.item_col >= 0)
+    return p.full.cust_row[rel], p.full.item_col[rel], inter["channel"].to_numpy()[rel].astype(str)
+
+
+def _exclusion(m: InteractionMatrix, mode: str) -> sp.csr_matrix:
+    f = sp.csr_matrix(m.flags).tocoo()
+    bits = (PURCHASED | RETURNED) if mode == "purchased" else 0xFF
+    keep = (f.data & bits) != 0
+    return sp.csr_matrix((np.ones(int(keep.sum()), np.float32), (f.row[keep], f.col[keep])), shape=f.shape)
+
+
+def evaluate_factors(p: Prepared, s: Split, f: Factors | None, cfg: TrainConfig, learner: str | None,
+                     baselines: bool = True, exclude_mode: str = "purchased",
+                     extra: dict[str, Factors] | None = None) -> dict[str, dict]:
+    """{name: evaluate() result} for the model(s) and the two baselines, on one split."""
+    e = cfg.evaluation
+    tc, ti, tch = truth(p, s, cfg)
+    if len(tc) == 0:
+        return {}
+    n_items = p.full.confidence.shape[1]
+    ex = _exclusion(s.train, exclude_mode)
+    inter = p.ds.interactions
+    train_rows = ~s.test_rows & (p.full.cust_row >= 0)
+    groups = ev.customer_groups(p.full.cust_row[train_rows], inter["channel"].to_numpy()[train_rows].astype(str),
+                                len(p.full.customer_ids))
+    ok = train_rows & (p.full.item_col >= 0)
+    pop = global_popularity(p.full.item_col[ok], n_items, weights=p.weights[ok],
+                            ts=inter["ts"].to_numpy()[ok], now=float(inter["ts"].to_numpy()[ok].max()),
+                            half_life_days=cfg.popularity_half_life_days)
+    kw = dict(test_cust=tc, test_item=ti, test_channel=tch, k=e.k, n_items=n_items, groups=groups,
+              bootstrap=e.bootstrap, seed=cfg.seed, max_customers=e.max_customers)
+    out: dict[str, dict] = {}
+    models = dict(extra or {})
+    if f is not None and learner:
+        models = {learner: f, **models}
+    for name, fac in models.items():
+        out[name] = ev.evaluate(ev.recommender_for(fac, s.train.confidence, e.k, ex, pop), **kw)
+    if baselines:
+        out["popularity"] = {**ev.evaluate(ev.popularity_recommender(s.train.confidence, e.k, ex, pop), **kw),
+                             "baseline": True}
+        purchases = _exclusion(s.train, "purchased")
+        out["repurchase+popularity"] = {**ev.evaluate(ev.repurchase_popularity_recommender(
+            s.train.confidence, e.k, None if exclude_mode == "none" else _exclusion(s.train, "seen")
+            if exclude_mode == "seen" else None, pop, history=purchases.multiply(s.train.confidence).tocsr()),
+            **kw), "baseline": True}
+    return out
+
+
+def manifest_metrics(results: dict, learner: str, s: Split, k: int) -> dict:
+    r = results.get(learner)
+    if not r:
+        return {"k": k, "split": s.describe, "note": "no held-out interactions to evaluate on"}
+    return {"k": k, "split": s.describe, "customers": r["customers"], "overall": r["overall"],
+            "per_channel": r["per_channel"], "per_group": r["per_group"],
+            "baselines": {n: {"overall": v["overall"], "per_channel": v["per_channel"]}
+                          for n, v in results.items() if v.get("baseline")}}
+
+
+def fit(data_dir: str, models_dir: str, cfg: TrainConfig, *, alias: str | None = None,
+        until: float | None = None, rejects_path: str | None = None, evaluate: bool = True,
+        force: bool = False, progress: bool = False) -> tuple[str, dict]:
+    """Train, evaluate and publish one model; returns (model_id, promotion verdict or {})."""
+    stages = Stages()
+    p = prepare(data_dir, cfg, stages, rejects_path, until, progress)
+    learner = get_learner(cfg.learner, cfg.params_for(cfg.learner))
+    kw = dict(catalog=p.ds.catalog, customers=p.ds.customers, item_ids=p.full.item_ids,
+              customer_ids=p.full.customer_ids, seed=cfg.seed, progress=progress)
+    results: dict = {}
+    metrics: dict = {}
+    f_eval = None
+    if evaluate:
+        s = split(p, cfg)
+        stages.done("split", str(s.describe))
+        iters = None
+        total = getattr(learner, "params", {}).get("iterations")
+        if learner.warm_start and isinstance(total, int) and total > cfg.evaluation.final_iterations:
+            iters = total - cfg.evaluation.final_iterations
+        f_eval = learner.fit(s.train.confidence, iterations=iters, neighbours=False, **kw)
+        stages.done("train", f"{cfg.learner} on the training split ({iters or total or '-'} iterations)")
+        results = evaluate_factors(p, s, f_eval, cfg, cfg.learner)
+        metrics = manifest_metrics(results, cfg.learner, s, cfg.evaluation.k)
+        o = metrics.get("overall") or {}
+        stages.done("evaluate", f"ndcg@{cfg.evaluation.k}={o.get(f'ndcg@{cfg.evaluation.k}', float('nan')):.4f}")
+    if f_eval is not None and learner.warm_start:
+        f = learner.fit(p.full.confidence, init=f_eval, iterations=cfg.evaluation.final_iterations, **kw)
+        stages.done("final", f"{cfg.evaluation.final_iterations} more iterations on all data")
+    else:
+        if f_eval is not None:
+            kw["init"] = f_eval  # carries tuned hyper-parameters
+        f = learner.fit(p.full.confidence, **kw)
+        stages.done("final", "trained on all data")
+    params = {**f.params, "weights": asdict(cfg.weights), "evaluation": asdict(cfg.evaluation)}
+    man, arrays = build_artifact(p.ds, p.full, p.weights, f, learner=cfg.learner, params=params, seed=cfg.seed,
+                                 event_weights=cfg.weights.event_weights, metrics=metrics, now=p.now,
+                                 popularity_half_life=cfg.popularity_half_life_days,
+                                 popularity_top=cfg.popularity_top,
+                                 extra={"stages": stages.times})
+    reg = Registry(models_dir)
+    reg.clean_temp()
+    extra_files = {"evaluation.json": results} if results else None
+    write_model(models_dir, man, arrays, extra_files=extra_files)
+    stages.done("publish", f"{man.model_id} in {models_dir}")
+    verdict: dict = {}
+    if alias:
+        if alias == CHAMPION:
+            verdict = reg.promote(man.model_id, cfg.promotion_metric, cfg.promotion_tolerance, force)
+        else:
+            reg.set_alias(alias, man.model_id)
+        log.info("alias %s -> %s", alias, man.model_id)
+    return man.model_id, verdict
