@@ -27,7 +27,6 @@ import hashlib
 import math
 import os
 import sys
-import time
 
 import numpy as np
 import pyarrow as pa
@@ -129,7 +128,6 @@ class _Steps:
             from tqdm import tqdm
 
             self.bar = tqdm(total=total, desc="synth", unit="step", leave=False)
-        self.t0 = time.perf_counter()
 
     def step(self, what: str) -> None:
         if self.bar is not None:
@@ -447,7 +445,6 @@ def _events(rng: np.random.Generator, n_events: int, cat: dict, st: dict, cu: di
     gap = rng.exponential(90.0, len(sess)).astype(np.int64) + 5
     gap[first] = 0
     offset = np.cumsum(gap) - np.repeat(np.cumsum(gap)[first] if len(sess) else gap, size)
-    ts = _in_season(s_ts[sess] + offset, item, sess, cat, start_ts, end_ts)
     u = rng.random(len(sess))
     online_ev = np.select([u < 0.62, u < 0.82, u < 0.91, u < 0.99],
                           [EV["view"], EV["click"], EV["add_to_cart"], EV["purchase"]], EV["rating"])
@@ -456,6 +453,7 @@ def _events(rng: np.random.Generator, n_events: int, cat: dict, st: dict, cu: di
                       online_ev).astype(np.int8)
     funnel = ~first & ((event == EV["add_to_cart"]) | (event == EV["purchase"])) & (chan != CH_STORE)
     item[funnel] = item[np.flatnonzero(funnel) - 1]  # add-to-cart / purchase of the item just viewed
+    ts = _in_season(s_ts[sess] + offset, item, sess, cat, start_ts, end_ts)
     qty = np.where(event == EV["purchase"], 1 + _choice_rows(rng, np.array([0.85, 0.12, 0.03]), len(sess)), 1)
     rating = 1 + _choice_rows(rng, np.array([0.05, 0.1, 0.2, 0.35, 0.3]), len(sess))
     # ---- append offers (shown + answers)

@@ -190,3 +190,15 @@ def test_customers_stick_to_their_tastes(data):
     seg = ds.customers["segment"].value_counts(normalize=True)
     assert set(seg.index) == {"young", "family", "premium", "value"}
     assert 0.9 < ds.customers["consent_personalisation"].fillna(False).astype(bool).mean() < 0.99
+
+
+def test_seasonal_items_sell_only_in_their_window(data):
+    _, _, ds = data
+    inter = ds.interactions
+    cat = ds.catalog.set_index("item_id")
+    seasonal = cat.index[cat["valid_from"] > np.iinfo(np.int64).min // 2]
+    rows = inter[inter["item_id"].isin(seasonal) & (inter["event"] != "return")]
+    assert len(rows) > 0
+    lo = cat.loc[rows["item_id"].astype(str), "valid_from"].to_numpy()
+    hi = cat.loc[rows["item_id"].astype(str), "valid_to"].to_numpy()
+    assert ((rows["ts"].to_numpy() >= lo) & (rows["ts"].to_numpy() < hi)).all()
