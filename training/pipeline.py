@@ -185,6 +185,10 @@ def fit(data_dir: str, models_dir: str, cfg: TrainConfig, *, alias: str | None =
         f = learner.fit(p.full.confidence, **kw)
         stages.done("final", "trained on all data")
     params = {**f.params, "weights": asdict(cfg.weights), "evaluation": asdict(cfg.evaluation)}
+    if f_eval is not None and learner.warm_start and isinstance(f_eval.params.get("iterations"), int) \
+            and isinstance(f.params.get("iterations"), int):
+        # the published factors went through both fits: record the sweeps they really had
+        params["iterations"] = f_eval.params["iterations"] + f.params["iterations"]
     man, arrays = build_artifact(p.ds, p.full, p.weights, f, learner=cfg.learner, params=params, seed=cfg.seed,
                                  event_weights=cfg.weights.event_weights, metrics=metrics, now=p.now,
                                  popularity_half_life=cfg.popularity_half_life_days,
