@@ -28,9 +28,9 @@ import time
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the check and gunicorn run: implicit threads itself
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import scipy.sparse as sp  # noqa: E402
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results")
@@ -49,7 +49,7 @@ def cli() -> list[str]:
 
 def run(cmd: list[str], timeout: float) -> tuple[float, subprocess.CompletedProcess]:
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
     dt = time.perf_counter() - t
     if p.returncode != 0:
         tail = (p.stderr or p.stdout).strip().splitlines()[-3:]
@@ -57,9 +57,21 @@ def run(cmd: list[str], timeout: float) -> tuple[float, subprocess.CompletedProc
     return dt, p
 
 
+def read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
 def peak_rss_mb(time_v: str) -> float | None:
     m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", time_v)
     return int(m.group(1)) / 1024 if m else None
+
+
+def cpu_seconds(time_v: str) -> float | None:
+    """User + system CPU seconds of the timed command (both cores count)."""
+    u = re.search(r"User time \(seconds\): ([\d.]+)", time_v)
+    s = re.search(r"System time \(seconds\): ([\d.]+)", time_v)
+    return round(float(u.group(1)) + float(s.group(1)), 2) if u and s else None
 
 
 def count_csr(data_dir: str) -> sp.csr_matrix:
@@ -87,13 +99,15 @@ def bare_als_seconds(m: sp.csr_matrix, factors: int, iterations: int, regulariza
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--scale", choices=sorted(SCALES), default="2m")
-    ap.add_argument("--work", default="/tmp/recsvc-bench", help="data and models (data is reused)")
+    ap.add_argument("--work", default=os.path.join(HERE, "work"),
+                    help="data and models; the data is generated once and reused (default bench/work, gitignored)")
     ap.add_argument("--timeout", type=float, default=7200)
     a = ap.parse_args(argv)
     s = SCALES[a.scale]
     data = os.path.join(a.work, f"speed-{a.scale}", "data")
     models = os.path.join(a.work, f"speed-{a.scale}", "models")
-    out: dict = {"scale": a.scale, "data": s, "cores": os.cpu_count()}
+    out: dict = {"scale": a.scale, "data": s, "cores": os.cpu_count(),
+                 "load_average_before": [round(x, 2) for x in os.getloadavg()]}
     if not os.path.exists(os.path.join(data, "interactions.csv")):
         dt, _ = run(cli() + ["synth", "--out", data, "--customers", str(s["customers"]), "--items",
                              str(s["items"]), "--events", str(s["events"]), "--seed", str(s["seed"])], a.timeout)
@@ -105,23 +119,31 @@ def main(argv: list[str] | None = None) -> int:
         "fit", "--data", data, "--learner", "als", "--models-dir", models]
     fit_s, p = run(cmd, a.timeout)
     model_id = p.stdout.strip().splitlines()[-1]
-    peak = peak_rss_mb(open(timev).read()) if os.path.exists(timev) else None
-    man = json.load(open(os.path.join(models, model_id, "manifest.json")))
+    peak = peak_rss_mb(read_text(timev)) if os.path.exists(timev) else None
+    fit_cpu = cpu_seconds(read_text(timev)) if os.path.exists(timev) else None
+    man = json.loads(read_text(os.path.join(models, model_id, "manifest.json")))
     params = man["params"]
     f, it, reg = int(params["factors"]), int(params["iterations"]), float(params["regularization"])
-    print(f"fit --learner als: {fit_s:.1f}s, peak {peak and round(peak)} MB -> {model_id}", flush=True)
+    print(f"fit --learner als: {fit_s:.1f}s (cpu {fit_cpu}s), peak {peak and round(peak)} MB -> {model_id}",
+          flush=True)
     print("  stages: " + ", ".join(f"{k} {v:.1f}s" for k, v in man.get("stages", {}).items()), flush=True)
     t = time.perf_counter()
     m = count_csr(data)
     csr_s = time.perf_counter() - t
+    cpu0 = time.process_time()
     bare = bare_als_seconds(m, f, it, reg)
+    bare_cpu = round(time.process_time() - cpu0, 2)
     ratio = fit_s / bare
     ok = ratio <= TARGET_RATIO and (peak is None or peak < TARGET_PEAK_MB)
     print(f"bare implicit ALS ({f} factors, {it} iterations, reg {reg}) on {m.shape[0]:,}x{m.shape[1]:,} "
-          f"nnz {m.nnz:,}: {bare:.1f}s (CSR built in {csr_s:.1f}s)")
+          f"nnz {m.nnz:,}: {bare:.1f}s (cpu {bare_cpu}s; CSR built in {csr_s:.1f}s)")
+    out["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
+    print(f"load average before/after (other work on the machine skews both timings): "
+          f"{out['load_average_before']} / {out['load_average_after']}")
     print(f"ratio {ratio:.2f} (target <= {TARGET_RATIO}), peak {peak and round(peak)} MB "
           f"(target < {TARGET_PEAK_MB}): {'OK' if ok else 'MISSED'}")
-    out.update(model_id=model_id, fit_seconds=round(fit_s, 2), peak_rss_mb=peak and round(peak),
+    out.update(model_id=model_id, fit_seconds=round(fit_s, 2), fit_cpu_seconds=fit_cpu, bare_als_cpu_seconds=bare_cpu,
+               peak_rss_mb=peak and round(peak),
                stages=man.get("stages", {}), params={"factors": f, "iterations": it, "regularization": reg},
                bare_als_seconds=round(bare, 2), bare_matrix={"shape": list(m.shape), "nnz": int(m.nnz)},
                ratio=round(ratio, 3), target_ratio=TARGET_RATIO, target_peak_mb=TARGET_PEAK_MB, ok=ok,

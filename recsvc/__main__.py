@@ -1,4 +1,5 @@
-"""`recsvc serve` (development server) and `recsvc demo` (synthetic data -> model -> service).
+"""`recsvc serve` (development server), `recsvc demo` (synthetic data -> model -> service) and
+`recsvc keys` (API keys: create, list, revoke).
 
 Production runs gunicorn instead: `gunicorn -c recsvc/gunicorn.conf.py recsvc.wsgi:app`.
 Errors print one line and exit non-zero.
@@ -82,6 +83,9 @@ def parser() -> argparse.ArgumentParser:
         help="where data and models go; a model trained there before is reused (default ./recsvc-demo)",
     )
     d.set_defaults(run=cmd_demo)
+    from recsvc.security.cli import add_parser as add_keys
+
+    add_keys(sub)
     return p
 
 

@@ -18,6 +18,7 @@ one JSON line per request), RECSVC_LOG_LEVEL.
 """
 
 import os
+import re
 import shutil
 import tempfile
 
@@ -39,10 +40,11 @@ else:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
 os.environ.setdefault("RECSVC_RUNTIME_DIR", os.path.join(_runtime, "run"))
 os.makedirs(os.environ["RECSVC_RUNTIME_DIR"], exist_ok=True)
-try:  # a reload of an earlier run must not outlive it: a start serves RECSVC_MODEL
-    os.unlink(os.path.join(os.environ["RECSVC_RUNTIME_DIR"], "served-model"))
-except FileNotFoundError:
-    pass
+for _f in ("served-model", "refused-models"):  # a start serves RECSVC_MODEL and verifies it afresh
+    try:
+        os.unlink(os.path.join(os.environ["RECSVC_RUNTIME_DIR"], _f))
+    except FileNotFoundError:
+        pass
 
 bind = os.environ.get("RECSVC_BIND", "0.0.0.0:8000")
 workers = int(os.environ.get("RECSVC_WORKERS") or os.environ.get("WEB_CONCURRENCY") or 2)
@@ -60,8 +62,10 @@ logconfig_dict = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"json": {"()": "recsvc.logging.JsonFormatter"}},
+    "filters": {"redact": {"()": "recsvc.logging.RedactIdentifiers"}},
     "handlers": {
-        "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+        "stderr": {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr",
+                   "filters": ["redact"]}
     },
     "root": {"level": "WARNING", "handlers": ["stderr"]},
     "loggers": {
@@ -102,6 +106,21 @@ class JsonLogger(glogging.Logger):
     def access(self, resp, req, environ, request_time):
         if self.cfg.accesslog:
             super().access(resp, req, environ, request_time)
+
+    def atoms(self, resp, req, environ, request_time):
+        """No identifier value and no key in the access log, whatever its format: the value of
+        DELETE /v1/customers/{id}/identifiers/{type}/{value} is masked, Authorization is dropped."""
+        atoms = super().atoms(resp, req, environ, request_time)
+        for k in ("r", "U"):
+            if isinstance(atoms.get(k), str):
+                atoms[k] = _IDENTIFIER_IN_PATH.sub(r"\1***", atoms[k])
+        for k in ("{authorization}i", "{http_authorization}e", "{raw_uri}e", "{path_info}e", "{request_uri}e"):
+            atoms.pop(k, None)
+        atoms["u"] = "-"
+        return atoms
+
+
+_IDENTIFIER_IN_PATH = re.compile(r"(/identifiers/[^/?\s]+/)[^?\s]+")
 
 
 logger_class = JsonLogger

@@ -153,7 +153,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(RecsvcError)
     def _named(e: RecsvcError):
         status = getattr(e, "status", 500) or 500
-        headers = None
+        headers = getattr(e, "headers", None)  # WWW-Authenticate of a 401, Retry-After of a 429
         if isinstance(e, StoreUnavailable):
             headers = {"Retry-After": "1"}
             current_app.extensions["recsvc"].store_failed(request.endpoint or "-", e)

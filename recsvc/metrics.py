@@ -9,6 +9,8 @@ and /metrics aggregates them, whichever worker answers.
     recsvc_store_errors_total{operation}                  live-state calls that failed (Redis down/slow)
     recsvc_model_info{model_id}                           workers serving each model (1 per worker)
     recsvc_model_reloads_total{result}                    reloads: ok | refused | unchanged
+    recsvc_auth_denied_total{reason}                      refused by the key check: missing_key | bad_key |
+                                                          role | scope | rate_limited
 """
 
 from __future__ import annotations
@@ -58,7 +60,11 @@ class Metrics:
             multiprocess_mode="livesum",
         )
         self.reloads = Counter("recsvc_model_reloads", "Model reloads by result", ["result"], registry=r)
-        self._children: dict[tuple, tuple] = {}
+        self.auth_denied = Counter(
+            "recsvc_auth_denied", "Requests refused by the API-key check, by reason", ["reason"], registry=r
+        )
+        self._children: dict[tuple, tuple] = {}  # label children of observe_request, by labels
+        self._served: dict[tuple, tuple] = {}  # label children of served, by (strategy, reason)
 
     def observe_request(self, endpoint: str, channel: str, status: int, seconds: float) -> None:
         key = (endpoint, channel, status)
@@ -71,9 +77,15 @@ class Metrics:
         c[1].observe(seconds)
 
     def served(self, strategy: str, fallback_reason: str | None) -> None:
-        self.recommendations.labels(strategy).inc()
-        if fallback_reason:
-            self.fallbacks.labels(fallback_reason).inc()
+        key = (strategy, fallback_reason)
+        c = self._served.get(key)
+        if c is None:  # strategies and reasons are a handful of fixed names: the cache stays small
+            c = (self.recommendations.labels(strategy), self.fallbacks.labels(fallback_reason) if fallback_reason else None)
+            if len(self._served) < 1000:
+                self._served[key] = c
+        c[0].inc()
+        if c[1] is not None:
+            c[1].inc()
 
     def model_swapped(self, old: str | None, new: str) -> None:
         if old:

@@ -53,6 +53,7 @@ def make_app(models_dir):
     def factory(store=None, **kw):
         kw.setdefault("models_dir", models_dir)
         kw.setdefault("log_level", "WARNING")
+        kw.setdefault("auth", False)  # tests of API keys turn it on (tests/security)
         app = create_app(Config(**kw), store=store)
         made.append(app)
         return app

@@ -83,6 +83,15 @@ def test_models_volume_blas_threads_and_install(stage):
     assert "curl" not in " ".join(a for _, a in stage)  # not in slim images
 
 
+def test_event_log_lives_in_a_volume_the_user_owns(stage):
+    """The embedded store fsyncs every acknowledged event to RECSVC_EVENT_LOG: the service user
+    must be able to write there, and it must outlive the container."""
+    log = env_of(stage)["RECSVC_EVENT_LOG"]
+    folder = os.path.dirname(log)
+    assert any(folder in a.split() for i, a in stage if i == "VOLUME")
+    assert any(i == "RUN" and "chown" in a and folder in a for i, a in stage)
+
+
 def test_healthcheck_and_gunicorn_entry_point(stage):
     hc = [a for i, a in stage if i == "HEALTHCHECK"]
     assert len(hc) == 1 and "/healthz" in hc[0]
@@ -103,6 +112,8 @@ def test_the_declared_commands_run(stage, models_dir, tmp_path):
     image_env = env_of(stage)
     port = free_port()
     env.update({k: v for k, v in image_env.items() if k != "RECSVC_MODELS_DIR"})
+    # the image's /data volume is this test's scratch folder
+    env.update({k: v.replace("/data/", f"{tmp_path}/", 1) for k, v in image_env.items() if v.startswith("/data/")})
     env["RECSVC_BIND"] = f"127.0.0.1:{port}"
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
     cmd = exec_form([a for i, a in stage if i == "CMD"][-1])

@@ -1,11 +1,14 @@
-"""recsvc-train: synth | convert | fit | evaluate | recommend | models | export-events."""
+"""recsvc-train: synth | convert | fit | evaluate | recommend | models | export-events | experiments."""
 
 from __future__ import annotations
 
 import os
 
-# one BLAS thread: implicit parallelises itself, and nested BLAS threads oversubscribe the cores
-for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+# one BLAS thread: implicit parallelises itself, and nested BLAS threads oversubscribe the cores.
+# OMP_NUM_THREADS is left alone: the learners pass their thread counts to their OpenMP kernels
+# explicitly (training.learners.base.cpu_threads), so a caller's OMP_NUM_THREADS=1 cannot pin training
+# to one core either.
+for _v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
@@ -67,6 +70,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--format", choices=("csv", "parquet", "jsonl"), default="csv",
                    help="format of interactions.* (the other tables are CSV)")
+    s.add_argument("--end", default="2026-11-01", help="the day after the last event, YYYY-MM-DD (default 2026-11-01)")
+    s.add_argument("--days", type=positive, default=180, help="days of history before --end (default 180)")
 
     c = sub.add_parser("convert", help="convert public data (MovieLens u.data, H&M sample) to a data directory")
     c.add_argument("source", choices=("movielens", "hm"))
@@ -89,8 +94,18 @@ def parser() -> argparse.ArgumentParser:
     f.add_argument("--k", type=positive, default=None, help="evaluation cut-off (default 10)")
     f.add_argument("--cutoff", type=timestamp, default=None, help="temporal split for the evaluation")
     f.add_argument("--holdout-fraction", type=fraction, default=None, help="per-customer random split instead")
+    f.add_argument("--exclude", choices=EXCLUDE_MODES, default=None,
+                   help="history the evaluated lists may not re-offer, for the model and the baselines "
+                        "(default: the config's, else purchased): evaluate as you will serve")
     f.add_argument("--no-evaluate", action="store_true", help="skip the held-out evaluation (faster)")
     f.add_argument("--progress", action="store_true", help="progress bars (only on a terminal)")
+    f.add_argument("--engine", choices=("implicit", "spark"), default="implicit",
+                   help="implicit: this machine (default); spark: Apache Spark (pyspark spark.ml ALS; "
+                        "pip install 'recsvc[spark]', Java 17), same artifact")
+    f.add_argument("--spark-master", default=None,
+                   help="with --engine spark: local[*] (default), spark://host:7077, yarn, k8s://...")
+    f.add_argument("--spark-conf", action="append", default=None, metavar="KEY=VALUE",
+                   help="with --engine spark: a Spark setting, repeatable (e.g. spark.executor.memory=8g)")
 
     e = sub.add_parser("evaluate", help="compare learners and baselines on one split; write a report")
     e.add_argument("--data", required=True)
@@ -102,7 +117,9 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("--report", default=None, help="folder for report.json/.md/.html and PNG charts")
     e.add_argument("--config", default=None)
     e.add_argument("--seed", type=int, default=None)
-    e.add_argument("--exclude", choices=EXCLUDE_MODES, default="purchased")
+    e.add_argument("--exclude", choices=EXCLUDE_MODES, default=None,
+                   help="history no list may re-offer, models and baselines alike "
+                        "(default: the config's, else purchased)")
     e.add_argument("--max-customers", type=int, default=None, help="evaluate on a sample (default all)")
 
     r = sub.add_parser("recommend", parents=[common], help="batch top-N with the service's ranking code")
@@ -138,6 +155,16 @@ def parser() -> argparse.ArgumentParser:
         if name == "rollback":
             a.add_argument("--alias", default="champion")
 
+    xp = sub.add_parser("experiments", help="A/B experiments: report EXP_ID")
+    xsub = xp.add_subparsers(dest="action", required=True, metavar="ACTION")
+    xr = xsub.add_parser("report", help="attributed results per variant and channel (JSON, Markdown, PNG)")
+    xr.add_argument("experiment_id")
+    xr.add_argument("--store-url", required=True, help="the service's Redis: redis://host:port/db?prefix=NAME")
+    xr.add_argument("--out", default=None, help="folder for report.json/.md/.png (default experiment-<id>)")
+    xr.add_argument("--models-dir", default=None,
+                    help="registry whose --model prices purchases sent without a value (as the service does)")
+    xr.add_argument("--model", default="champion", help="model id or alias for those prices (default champion)")
+
     x = sub.add_parser("export-events", help="live events (minus erased customers) as a data directory")
     x.add_argument("--store-url", required=True)
     x.add_argument("--out", required=True)
@@ -150,14 +177,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    from recsvc.errors import RecsvcError
+    # recsvc's errors through recsvc.artifact: training imports nothing else of the service
+    from recsvc.artifact.registry import ArtifactError, RegistryError
     from training.errors import TrainingError
     from training.learners.base import LearnerConfigError, ModelFitError
 
     try:
         return COMMANDS[args.cmd](args)
-    except (TrainingError, RecsvcError, LearnerConfigError, ModelFitError, ValueError, OSError) as e:
+    except (TrainingError, ArtifactError, RegistryError, LearnerConfigError, ModelFitError, ValueError,
+            OSError) as e:
         msg = getattr(e, "message", None) or str(e) or type(e).__name__
+        msg = "; ".join(line.strip() for line in str(msg).splitlines() if line.strip())  # one line
         print(f"recsvc-train {args.cmd}: error: {msg}", file=sys.stderr)
         return 2 if isinstance(e, (LearnerConfigError, ValueError)) else 1
     except KeyboardInterrupt:
@@ -169,7 +199,7 @@ def cmd_synth(a) -> int:
     from training.synth import synth
 
     counts = synth(a.out, customers=a.customers, items=a.items, stores=a.stores, events=a.events,
-                   seed=a.seed, fmt=a.format, progress=sys.stderr.isatty())
+                   seed=a.seed, fmt=a.format, end=a.end, days=a.days, progress=sys.stderr.isatty())
     print(json.dumps(counts))
     return 0
 
@@ -183,6 +213,10 @@ def cmd_convert(a) -> int:
 
 
 def cmd_fit(a) -> int:
+    from training import prefetch
+
+    if a.engine != "spark":  # Spark reads the data itself, never into this process
+        prefetch.start(a.data)  # the interactions file is read while the imports below run
     from training.config import load_config, models_dir, with_overrides
     from training.pipeline import fit
 
@@ -190,9 +224,20 @@ def cmd_fit(a) -> int:
     cfg = with_overrides(cfg, learner=a.learner, seed=a.seed, max_reject_share=a.max_reject_share,
                          eval_k=a.k, eval_cutoff=a.cutoff,
                          eval_holdout="random" if a.holdout_fraction else None,
-                         eval_test_fraction=a.holdout_fraction)
-    from recsvc.errors import PromotionRefused
+                         eval_test_fraction=a.holdout_fraction, eval_exclude=a.exclude)
+    from recsvc.artifact.registry import PromotionRefused
 
+    if a.engine == "spark":  # imported only when asked for: pyspark is an optional extra
+        from functools import partial
+
+        from training.engines import spark as engine
+
+        engine.check_available()
+        fit = partial(engine.fit, master=a.spark_master, spark_conf=engine.parse_conf(a.spark_conf))
+    elif a.spark_master or a.spark_conf:
+        from training.errors import ConfigError
+
+        raise ConfigError("--spark-master and --spark-conf need --engine spark")
     try:
         mid, verdict = fit(a.data, models_dir(a.models_dir), cfg, alias=a.alias, until=a.until,
                            rejects_path=a.rejects, evaluate=not a.no_evaluate, force=a.force,
@@ -269,8 +314,20 @@ def cmd_export_events(a) -> int:
     return 0
 
 
+def cmd_experiments(a) -> int:
+    from recsvc.core.experiment_stats import summary_lines
+    from training.experiments import compute_report, write_report
+
+    report = compute_report(a.store_url, a.experiment_id, models_dir=a.models_dir, model=a.model)
+    paths = write_report(report, a.out or f"experiment-{a.experiment_id}")
+    print("\n".join(summary_lines(report)))
+    print(f"wrote {paths['json']}, {paths['md']}, {paths['png']}")
+    return 0
+
+
 COMMANDS = {"synth": cmd_synth, "convert": cmd_convert, "fit": cmd_fit, "evaluate": cmd_evaluate,
-            "recommend": cmd_recommend, "models": cmd_models, "export-events": cmd_export_events}
+            "recommend": cmd_recommend, "models": cmd_models, "export-events": cmd_export_events,
+            "experiments": cmd_experiments}
 
 if __name__ == "__main__":
     sys.exit(main())

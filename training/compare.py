@@ -8,7 +8,7 @@ import time
 from training.config import load_config, with_overrides
 from training.errors import ConfigError
 from training.learners.base import LEARNER_NAMES, get_learner
-from training.pipeline import Stages, evaluate_factors, prepare, split
+from training.pipeline import Stages, evaluate_factors, prepare, result_key, split
 from training.report import write_report
 
 log = logging.getLogger("recsvc.training")
@@ -18,7 +18,8 @@ def compare(a) -> int:
     cfg = load_config(a.config)
     cfg = with_overrides(cfg, seed=a.seed, eval_k=a.k, eval_cutoff=a.cutoff,
                          eval_holdout="random" if a.holdout_fraction else "temporal",
-                         eval_test_fraction=a.holdout_fraction, eval_max_customers=a.max_customers)
+                         eval_test_fraction=a.holdout_fraction, eval_max_customers=a.max_customers,
+                         eval_exclude=a.exclude)
     if a.max_customers is None:
         from dataclasses import replace
 
@@ -40,14 +41,15 @@ def compare(a) -> int:
             customer_ids=p.full.customer_ids, seed=cfg.seed, neighbours=False)
         seconds[name] = round(time.perf_counter() - t, 2)
         stages.done("train", f"{name} in {seconds[name]}s")
-    results = evaluate_factors(p, s, None, cfg, None, exclude_mode=a.exclude, extra=fitted)
+    results = evaluate_factors(p, s, None, cfg, None, extra=fitted)
     if not results:
         raise ConfigError("the split holds out no relevant interaction: choose another --cutoff or fraction")
     for name in fitted:
-        results[name]["fit_seconds"] = seconds[name]
+        results[result_key(name)]["fit_seconds"] = seconds[name]
     results = {n: {**r, "split": s.describe} for n, r in results.items()}
     stages.done("evaluate", f"{len(results)} models")
     k = cfg.evaluation.k
+    print(f"split: {s.describe}; history excluded from every list: {cfg.evaluation.exclude}")
     print(f"{'model':<24} {'ndcg@' + str(k):>9} {'map@' + str(k):>9} {'prec@' + str(k):>9} "
           f"{'recall@' + str(k):>9} {'hit@' + str(k):>9} {'cover':>7}")
     for name, r in results.items():

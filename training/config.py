@@ -15,11 +15,15 @@ Example file:
     k = 10
     holdout = "temporal"    # temporal | random
     test_fraction = 0.1     # share of the time span (temporal) or of each customer's rows (random)
+    exclude = "purchased"   # seen | purchased | none: what the evaluated lists may not re-offer
     [validation]
     max_reject_share = 0.05
     [promotion]
     metric = "ndcg"
     tolerance = 0.02
+    [ann]                   # approximate search index for large catalogues (factor models)
+    min_items = 200000      # build (and serve through) an HNSW index from this many items
+    m = 32                  # graph degree; ef_construction / ef_search: build / query beam widths
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ import tomllib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from recsvc.core import ann as ann_
+from recsvc.core.types import EXCLUDE_MODES
 from training.errors import ConfigError
 from training.weighting import DEFAULT_EVENT_WEIGHTS, WeightConfig
 
@@ -46,6 +52,29 @@ class EvalConfig:
     bootstrap: int = 200
     relevant_events: tuple[str, ...] = RELEVANT_EVENTS
     final_iterations: int = 3  # sweeps over all data after the evaluation fit (warm-start learners)
+    # history the evaluated lists may not hold, for the model and both baselines alike: the
+    # `--exclude` the lists will be served with (seen | purchased | none; CONTRACT default purchased)
+    exclude: str = "purchased"
+
+    def __post_init__(self) -> None:
+        if self.exclude not in EXCLUDE_MODES:
+            raise ConfigError(f"evaluation.exclude must be one of {', '.join(EXCLUDE_MODES)}, got {self.exclude!r}")
+
+
+@dataclass(frozen=True)
+class AnnConfig:
+    """The approximate index shipped with factor models of at least `min_items` items."""
+
+    min_items: int = ann_.DEFAULT_MIN_ITEMS
+    m: int = ann_.DEFAULT_M
+    ef_construction: int = ann_.DEFAULT_EF_CONSTRUCTION
+    ef_search: int = ann_.DEFAULT_EF_SEARCH
+
+    def __post_init__(self) -> None:
+        for k in ("min_items", "m", "ef_construction", "ef_search"):
+            v = getattr(self, k)
+            if not isinstance(v, int) or isinstance(v, bool) or v < (0 if k == "min_items" else 1):
+                raise ConfigError(f"ann.{k} must be a positive integer, got {v!r}")
 
 
 @dataclass(frozen=True)
@@ -60,6 +89,7 @@ class TrainConfig:
     promotion_tolerance: float = 0.02
     popularity_half_life_days: float = 30.0
     popularity_top: int = 200
+    ann: AnnConfig = field(default_factory=AnnConfig)
 
     def params_for(self, learner: str) -> dict[str, Any]:
         return dict(self.learner_params.get(learner, {}))
@@ -84,7 +114,7 @@ def load_config(path: str | None) -> TrainConfig:
         raise ConfigError(f"config file {path} not found") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"config file {path}: {e}") from None
-    known = {"seed", "learner", "learners", "weights", "evaluation", "validation", "promotion", "popularity"}
+    known = {"seed", "learner", "learners", "weights", "evaluation", "validation", "promotion", "popularity", "ann"}
     extra = sorted(set(d) - known)
     if extra:
         raise ConfigError(f"config file {path}: unknown keys {', '.join(extra)} (known: {', '.join(sorted(known))})")
@@ -105,6 +135,7 @@ def load_config(path: str | None) -> TrainConfig:
             promotion_tolerance=float(pro.get("tolerance", cfg.promotion_tolerance)),
             popularity_half_life_days=float(pop.get("half_life_days", cfg.popularity_half_life_days)),
             popularity_top=int(pop.get("top", cfg.popularity_top)),
+            ann=AnnConfig(**_section(d, "ann")),
         )
     except TypeError as e:
         raise ConfigError(f"config file {path}: {e}") from None

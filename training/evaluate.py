@@ -15,6 +15,7 @@ Metrics (binary relevance, one list of k item rows per customer, best first, -1 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
@@ -106,16 +107,42 @@ def bootstrap_ci(values: np.ndarray, n_boot: int, seed: int, level: float = 0.95
     n, m = values.shape
     if n == 0 or n_boot <= 0:
         return np.full((m, 2), np.nan)
-    rng = np.random.default_rng(seed)
     out = np.empty((n_boot, m))
+    for a, counts in _resample_counts(n, n_boot, seed):
+        out[a : a + len(counts)] = counts @ values / n
+    tail = (1.0 - level) / 2.0 * 100.0
+    return np.percentile(out, [tail, 100.0 - tail], axis=0).T
+
+
+def _resample_counts(n: int, n_boot: int, seed: int):
+    """(first draw, counts (draws, n)): how often each of n rows is drawn in each resample, in chunks
+    that bound the matrix. The same (n, n_boot, seed) always gives the same resamples, so the models
+    and baselines evaluated on the same customers share them (kept for the last few sizes)."""
+    if n * n_boot <= _COUNTS_CACHED_MAX:
+        return _resample_counts_cached(n, n_boot, seed)
+    return _resample_counts_gen(n, n_boot, seed)
+
+
+def _resample_counts_gen(n: int, n_boot: int, seed: int):
+    rng = np.random.default_rng(seed)
     chunk = max(1, (1 << 23) // n)  # bound the (draws x customers) count matrix
     for a in range(0, n_boot, chunk):
         b = min(n_boot, a + chunk)
         draws = rng.integers(0, n, size=(b - a, n))
         counts = np.bincount((np.arange(b - a)[:, None] * n + draws).ravel(), minlength=(b - a) * n)
-        out[a:b] = counts.reshape(b - a, n) @ values / n
-    tail = (1.0 - level) / 2.0 * 100.0
-    return np.percentile(out, [tail, 100.0 - tail], axis=0).T
+        yield a, counts.reshape(b - a, n)
+
+
+_COUNTS_CACHED_MAX = 1 << 22
+
+
+@lru_cache(maxsize=16)
+def _resample_counts_cached(n: int, n_boot: int, seed: int) -> tuple[tuple[int, np.ndarray], ...]:
+    small = np.uint16 if n < 1 << 16 else np.int64
+    out = tuple((a, c.astype(small)) for a, c in _resample_counts_gen(n, n_boot, seed))
+    for _, c in out:
+        c.setflags(write=False)
+    return out
 
 
 # ---------------------------------------------------------------- evaluation
@@ -130,7 +157,8 @@ def evaluate(
     bootstrap: int = 200,
     seed: int = 0,
     max_customers: int | None = 20000,
-    block: int = 4096,
+    block: int = 1024,
+    threads: int = 0,
 ) -> dict:
     """Metrics@k of `recommend` (customer rows -> (len, k) item rows, best first, -1 padded) against
     the held-out (customer row, item row, channel) interactions. See the module docstring."""
@@ -143,7 +171,7 @@ def evaluate(
     if max_customers is not None and len(customers) > max_customers:
         rng = np.random.default_rng(seed)
         customers = np.sort(rng.choice(customers, size=max_customers, replace=False))
-    recs = _collect(recommend, customers, k, block)
+    recs = _collect(recommend, customers, k, block, threads)
     sel = np.flatnonzero(np.isin(test_cust, customers))
     e_idx = np.searchsorted(customers, test_cust[sel])
     e_item, e_chan = test_item[sel], test_channel[sel]
@@ -175,9 +203,16 @@ def evaluate(
     return out
 
 
-def _collect(recommend: Recommend, customers: np.ndarray, k: int, block: int) -> np.ndarray:
+def _collect(recommend: Recommend, customers: np.ndarray, k: int, block: int, threads: int = 0) -> np.ndarray:
+    """Every customer's list, in blocks; blocks run on `threads` threads (0: every core): the
+    recommenders here are numpy and BLAS, which release the GIL, and each block writes its own rows."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from training.learners.base import cpu_threads
+
     recs = np.full((len(customers), k), -1, dtype=np.int64)
-    for a in range(0, len(customers), block):
+
+    def one(a: int) -> None:
         r = np.asarray(recommend(customers[a : a + block]))
         if r.ndim != 2 or r.shape[0] != min(block, len(customers) - a):
             raise ValueError(
@@ -185,6 +220,15 @@ def _collect(recommend: Recommend, customers: np.ndarray, k: int, block: int) ->
             )
         w = min(k, r.shape[1])
         recs[a : a + block, :w] = r[:, :w]
+
+    starts = range(0, len(customers), block)
+    threads = min(cpu_threads(threads), len(starts))
+    if threads > 1:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(one, starts))
+    else:
+        for a in starts:
+            one(a)
     return dedupe(recs)
 
 
@@ -229,10 +273,16 @@ def customer_groups(cust_row: np.ndarray, channels: np.ndarray, n_customers: int
     customers; light: <= the median interaction count of active customers; heavy: above it.
     """
     cust_row = np.asarray(cust_row, dtype=np.int64)
-    channels = np.asarray(channels).astype(str)
+    channels = np.asarray(channels)
+    if channels.dtype.kind != "U":
+        channels = channels.astype(str)
+
+    def among(names: tuple[str, ...]) -> np.ndarray:  # a few equality passes: no sort of the strings
+        return np.logical_or.reduce([channels == c for c in names]) if len(channels) else np.zeros(0, bool)
+
     total = np.bincount(cust_row, minlength=n_customers)
-    store = np.bincount(cust_row[np.isin(channels, STORE)], minlength=n_customers)
-    online = np.bincount(cust_row[np.isin(channels, ONLINE)], minlength=n_customers)
+    store = np.bincount(cust_row[among(STORE)], minlength=n_customers)
+    online = np.bincount(cust_row[among(ONLINE)], minlength=n_customers)
     active = total > 0
     store_dom = active & (3 * store >= 2 * total)
     online_dom = active & (3 * online >= 2 * total)

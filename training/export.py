@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import time
+from collections.abc import Callable
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
 from recsvc.artifact.manifest import CHANNELS, Manifest, new_model_id, utcnow
+from recsvc.core import ann as ann_
 from training.io import Dataset
 from training.learners.base import Factors
-from training.matrix import InteractionMatrix
-from training.popularity import global_popularity, group_popularity
+from training.matrix import InteractionMatrix, index_of
+from training.popularity import global_popularity, group_popularity, interaction_weights
 
 
 def _str(col: pd.Series) -> np.ndarray:
@@ -30,9 +35,10 @@ def _names_and_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _membership(lists: np.ndarray, names: np.ndarray) -> np.ndarray:
     """bool (len(lists), len(names)): `;`-separated lists; an empty list means every name."""
-    m = np.zeros((len(lists), len(names)), dtype=bool)
     index = {n: k for k, n in enumerate(names)}
-    for r, s in enumerate(lists):
+    distinct, inverse = np.unique(np.asarray(lists, dtype=str), return_inverse=True)  # a handful of lists
+    m = np.zeros((len(distinct), len(names)), dtype=bool)
+    for r, s in enumerate(distinct):
         if not s:
             m[r] = True
             continue
@@ -40,7 +46,7 @@ def _membership(lists: np.ndarray, names: np.ndarray) -> np.ndarray:
             k = index.get(part.strip())
             if k is not None:
                 m[r, k] = True
-    return m
+    return m[inverse.ravel()] if len(lists) else np.zeros((0, len(names)), dtype=bool)
 
 
 def _aligned(ids: np.ndarray, key: np.ndarray) -> np.ndarray:
@@ -98,12 +104,22 @@ def history_arrays(m: InteractionMatrix) -> dict[str, np.ndarray]:
             "hist_flags": flags.data.astype(np.uint8), "hist_weights": np.asarray(w, np.float32)}
 
 
+def _distinct(col: pd.Series) -> set[str]:
+    """Distinct non-empty values of an id column; a categorical is read once per category, not per row."""
+    if isinstance(col.dtype, pd.CategoricalDtype):
+        codes = np.unique(col.cat.codes.to_numpy())
+        vals = np.asarray(col.cat.categories, dtype=object)[codes[codes >= 0]]
+    else:
+        vals = pd.unique(col.dropna())
+    return {str(v) for v in vals} - {""}
+
+
 def store_ids_of(ds: Dataset) -> np.ndarray:
-    ids = set(_str(ds.interactions["store_id"])) - {""}
+    ids = _distinct(ds.interactions["store_id"])
     if ds.stores is not None:
-        ids |= set(_str(ds.stores["store_id"]))
+        ids |= _distinct(ds.stores["store_id"])
     if ds.stock is not None:
-        ids |= set(_str(ds.stock["store_id"]))
+        ids |= _distinct(ds.stock["store_id"])
     return np.array(sorted(ids), dtype=str) if ids else np.array([], dtype="<U1")
 
 
@@ -128,27 +144,30 @@ def popularity_arrays(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, st
     inter = ds.interactions
     ok = (m.cust_row >= 0) & (m.item_col >= 0)
     items, w, ts = m.item_col[ok], np.asarray(weights)[ok], inter["ts"].to_numpy()[ok]
-    kw = dict(weights=w, ts=ts, now=now, half_life_days=half_life)
+    # each row's decayed weight once, for the global and the three group popularities
+    kw = {"weights": interaction_weights(len(items), w, ts, now, half_life), "ts": None}
     out = {"pop_global": global_popularity(items, m.confidence.shape[1], **kw)}
     n_items = m.confidence.shape[1]
-    store_of_row = _aligned(_str(inter["store_id"])[ok], store_ids)
+    store_of_row = index_of(store_ids, inter["store_id"])[ok]  # per category, not per row
     out["pop_store_items"], out["pop_store_scores"] = group_popularity(
         items, store_of_row, len(store_ids), n_items, top=top, **kw)
     # a row's locale: the customer's, else the store's
-    cust_locale = np.full(len(m.customer_ids), "", dtype=object)
+    cust_locale = np.full(len(m.customer_ids), -1, dtype=np.int64)
     seg_names, cust_seg = np.array([], dtype="<U1"), np.full(len(m.customer_ids), -1, np.int64)
     if ds.customers is not None:
         pos = _aligned(_str(ds.customers["customer_id"]), m.customer_ids)
-        cust_locale[pos[pos >= 0]] = _str(ds.customers["locale"])[pos >= 0]
+        cust_locale[pos[pos >= 0]] = _aligned(_str(ds.customers["locale"]), locale_names)[pos >= 0]
         seg_names, codes = _names_and_codes(_str(ds.customers["segment"]))
         cust_seg[pos[pos >= 0]] = codes[pos >= 0]
-    row_locale = cust_locale[m.cust_row[ok]].astype(str)
-    if ds.stores is not None:
-        st_loc = dict(zip(_str(ds.stores["store_id"]), _str(ds.stores["locale"])))
-        missing = row_locale == ""
-        row_locale[missing] = [st_loc.get(s, "") for s in _str(inter["store_id"])[ok][missing]]
+    row_locale = cust_locale[m.cust_row[ok]]
+    if ds.stores is not None and len(store_ids):
+        store_locale = np.full(len(store_ids), -1, dtype=np.int64)
+        at = _aligned(_str(ds.stores["store_id"]), store_ids)
+        store_locale[at[at >= 0]] = _aligned(_str(ds.stores["locale"]), locale_names)[at >= 0]
+        missing = (row_locale < 0) & (store_of_row >= 0)
+        row_locale[missing] = store_locale[store_of_row[missing]]
     out["pop_locale_items"], out["pop_locale_scores"] = group_popularity(
-        items, _aligned(row_locale, locale_names), len(locale_names), n_items, top=top, **kw)
+        items, row_locale, len(locale_names), n_items, top=top, **kw)
     out["pop_segment_items"], out["pop_segment_scores"] = group_popularity(
         items, cust_seg[m.cust_row[ok]], len(seg_names), n_items, top=top, **kw)
     out["customer_segment"] = cust_seg.astype(np.int16)
@@ -165,10 +184,9 @@ def factor_arrays(f: Factors) -> dict[str, np.ndarray]:
     return out
 
 
-def build_artifact(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, f: Factors, *, learner: str,
-                   params: dict, seed: int, event_weights: dict, metrics: dict, now: float,
-                   popularity_half_life: float, popularity_top: int, extra: dict | None = None
-                   ) -> tuple[Manifest, dict[str, np.ndarray]]:
+def data_arrays(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, *, now: float,
+                popularity_half_life: float, popularity_top: int) -> dict[str, np.ndarray]:
+    """The arrays of a model that depend on the data only: catalogue, ids, history, stock, popularity."""
     arrays = catalog_arrays(ds, m.item_ids)
     arrays["customer_ids"] = m.customer_ids
     arrays.update(history_arrays(m))
@@ -177,6 +195,26 @@ def build_artifact(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, f: Fa
     arrays.update(stock_arrays(ds, store_ids, m.item_ids))
     arrays.update(popularity_arrays(ds, m, weights, store_ids, arrays["locale_names"], now,
                                     popularity_half_life, popularity_top))
+    return arrays
+
+
+def build_artifact(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, f: Factors, *, learner: str,
+                   params: dict, seed: int, event_weights: dict, metrics: dict, now: float,
+                   popularity_half_life: float, popularity_top: int, extra: dict | None = None,
+                   taken: Callable[[str], bool] | None = None,
+                   data: dict[str, np.ndarray] | None = None,
+                   ann: dict | None = None) -> tuple[Manifest, dict[str, np.ndarray]]:
+    """The manifest and arrays of one model. `taken(model_id)`: whether an id is already used; the same
+    learner, data and parameters fitted twice within a second would get the same id, so the next free
+    second is used (ids stay unique, immutable and sortable by creation time). `data`: the
+    `data_arrays` of (ds, m, weights), when already built (they do not depend on the learner).
+    `ann`: {min_items, m, ef_construction, ef_search}; a factor model of at least min_items items
+    ships an HNSW index over its item factors (`ann_index`) and these settings as `scoring.ann`."""
+    if data is None:
+        data = data_arrays(ds, m, weights, now=now, popularity_half_life=popularity_half_life,
+                           popularity_top=popularity_top)
+    arrays = dict(data)
+    store_ids = arrays["store_ids"]
     arrays.update(factor_arrays(f))
     if f.kind == "popularity" and f.item_scores is not None:
         arrays["pop_global"] = np.asarray(f.item_scores, np.float32)
@@ -184,10 +222,36 @@ def build_artifact(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, f: Fa
               "interactions": int(len(ds.interactions)), "stores": int(len(store_ids)),
               "nnz": int(m.confidence.nnz), "rejects": int(ds.n_rejects)}
     when = utcnow()
+    # the id hashes what was trained (data, parameters, seed), not how long it took
+    ident = {"params": {k: v for k, v in params.items() if k != "fit_seconds"}, "seed": seed}
+    while taken is not None and taken(new_model_id(learner, ds.fingerprint, ident, when)):
+        when += dt.timedelta(seconds=1)
+    scoring = {"kind": f.kind, "foldin": f.foldin, "event_weights": dict(event_weights)}
+    if ann is not None:
+        index = ann_index_arrays(arrays, f.kind, ann)
+        if index is not None:
+            arrays["ann_index"], scoring["ann"] = index
     man = Manifest(
-        model_id=new_model_id(learner, ds.fingerprint, {"params": params, "seed": seed}, when),
+        model_id=new_model_id(learner, ds.fingerprint, ident, when),
         learner=learner, created_at=when.isoformat().replace("+00:00", "Z"), params=params, seed=seed,
-        scoring={"kind": f.kind, "foldin": f.foldin, "event_weights": dict(event_weights)},
+        scoring=scoring,
         data={"fingerprint": ds.fingerprint, "counts": counts, "trained_until": now},
         metrics=metrics, extra=extra or {})
     return man, arrays
+
+
+def ann_index_arrays(arrays: dict[str, np.ndarray], kind: str, ann: dict) -> tuple[np.ndarray, dict] | None:
+    """(serialized HNSW index, manifest `scoring.ann`) for a factor model of at least
+    `ann["min_items"]` items, else None. Deterministic: the same factors give the same bytes."""
+    y = arrays.get("item_factors")
+    if kind != "factors" or y is None or len(y) < int(ann["min_items"]) or len(y) == 0:
+        return None
+    bias = arrays.get("item_bias")
+    if bias is not None and not np.any(bias != 0):
+        bias = None
+    t = time.perf_counter()
+    blob = ann_.build_index(y, bias, m=int(ann["m"]), ef_construction=int(ann["ef_construction"]))
+    return blob, {"kind": "hnsw", "metric": "inner_product", "library": "faiss",
+                  "min_items": int(ann["min_items"]), "m": int(ann["m"]),
+                  "ef_construction": int(ann["ef_construction"]), "ef_search": int(ann["ef_search"]),
+                  "bias_column": bias is not None, "build_seconds": round(time.perf_counter() - t, 3)}

@@ -145,6 +145,13 @@ def _read(path: str) -> _Table:
     return tab
 
 
+def _read_once(path: str) -> _Table:
+    """`_read`, unless `recsvc-train fit` already read the file while it started (training.prefetch)."""
+    from training import prefetch
+
+    return prefetch.take(path) or _read(path)
+
+
 def _open_binary(path: str):
     return gzip.open(path, "rb") if path.endswith(".gz") else open(path, "rb")
 
@@ -666,38 +673,52 @@ def _load_interactions(tab: _Table, rejects: _Rejects, items: pa.Array, store_id
                        until: float | None) -> pd.DataFrame:
     _require_columns(tab, "interactions")
     ck = _Checker(tab, rejects)
-    ck.missing("customer_id")
-    ck.missing("item_id")
-    ok_ev, ev_codes, ev_values = _in_set(tab.column("event"), pa.array(EVENTS))
+    col = tab.column
+    # every column is parsed at once on the cores (arrow and numpy release the GIL); the checks then
+    # apply in their fixed order, so the rejects are the same as a one-column-at-a-time pass
+    with ThreadPoolExecutor(max_workers=_workers()) as pool:
+        parsed = {
+            "timestamp": pool.submit(_parse_ts, col("timestamp")),
+            "item_id": pool.submit(_in_set, col("item_id"), items),
+            "customer_id": pool.submit(_encoded, col("customer_id")),
+            "store_id": pool.submit(_encoded, col("store_id")),
+            "quantity": pool.submit(_parse_float, col("quantity")),
+            "value": pool.submit(_parse_float, col("value")),
+            "event": pool.submit(_in_set, col("event"), pa.array(EVENTS)),
+            "channel": pool.submit(_in_set, col("channel"), pa.array(CHANNELS)),
+            "no_customer": pool.submit(lambda: _np(pc.equal(col("customer_id"), ""))),
+            "no_item": pool.submit(lambda: _np(pc.equal(col("item_id"), ""))),
+            "event_id": pool.submit(_event_id_check, tab),
+        }
+        parsed = {name: f.result() for name, f in parsed.items()}
+    ck.reject(parsed["no_customer"], "customer_id", "missing")
+    ck.reject(parsed["no_item"], "item_id", "missing")
+    ok_ev, ev_codes, ev_values = parsed["event"]
     ck.reject(~ok_ev, "event", f"unknown event (allowed: {', '.join(EVENTS)})")
-    ok_ch, ch_codes, ch_values = _in_set(tab.column("channel"), pa.array(CHANNELS))
+    ok_ch, ch_codes, ch_values = parsed["channel"]
     ck.reject(~ok_ch, "channel", f"unknown channel (allowed: {', '.join(CHANNELS)})")
-    ts, st = _parse_ts(tab.column("timestamp"))
+    ts, st = parsed["timestamp"]
     ck.reject(st == EMPTY, "timestamp", "missing")
     ck.reject(st == BAD, "timestamp", "not ISO-8601 or integer epoch seconds")
     ck.reject(st == OUT_OF_RANGE, "timestamp", "epoch seconds out of range (milliseconds?)")
-    qty, qst = _parse_float(tab.column("quantity"))
+    qty, qst = parsed["quantity"]
     ck.reject(qst == BAD, "quantity", "not a number")
     ck.reject((qst == OK) & (qty < 0), "quantity", "negative")
-    value, vst = _parse_float(tab.column("value"))
+    value, vst = parsed["value"]
     ck.reject(vst == BAD, "value", "not a number")
-    ok_item, item_codes, item_values = _in_set(tab.column("item_id"), items)
+    ok_item, item_codes, item_values = parsed["item_id"]
     ck.reject(~ok_item, "item_id", "unknown item (not in catalog)")
-    store_col = tab.column("store_id")
-    store_codes, store_values = _encoded(store_col)
+    store_codes, store_values = parsed["store_id"]
     if store_ids is not None:
         known = _np(pc.or_(pc.equal(store_values, ""), pc.is_in(store_values, value_set=store_ids)))
         ck.reject(~known[store_codes], "store_id", "unknown store (not in stores file)")
-    if "event_id" in tab.table.column_names:
-        eid = tab.column("event_id")
-        has_id = _np(pc.not_equal(eid, ""))
-        increasing = len(eid) < 2 or pc.all(pc.greater(eid.slice(1), eid.slice(0, len(eid) - 1))).as_py()
-        if has_id.any() and not (has_id.all() and increasing):  # strictly increasing ids cannot repeat
-            ck.duplicates("event_id", among=has_id)  # rows without an id never collide
+    has_id = parsed["event_id"]
+    if has_id is not None:
+        ck.duplicates("event_id", among=has_id)  # rows without an id never collide
     keep = ck.good
     if until is not None:
         keep = keep & (ts < until)
-    cust_codes, cust_values = _encoded(tab.column("customer_id"))
+    cust_codes, cust_values = parsed["customer_id"]
     t = _kept(tab.table, keep)
     ev_map = _map_codes(ev_values, EVENTS)
     ch_map = _map_codes(ch_values, CHANNELS)
@@ -715,6 +736,26 @@ def _load_interactions(tab: _Table, rejects: _Rejects, items: pa.Array, store_id
         data[c] = _str_col(t, c)
     data["line"] = tab.lines[keep]
     return pd.DataFrame(data)
+
+
+def _workers() -> int:
+    try:
+        return max(1, min(4, len(os.sched_getaffinity(0))))
+    except (AttributeError, OSError):
+        return max(1, min(4, os.cpu_count() or 1))
+
+
+def _event_id_check(tab: _Table) -> np.ndarray | None:
+    """The rows with an event_id when ids may repeat (None when there is nothing to check: no column,
+    no ids, or every row has one and they strictly increase, so none can repeat)."""
+    if "event_id" not in tab.table.column_names:
+        return None
+    eid = tab.column("event_id")
+    has_id = _np(pc.not_equal(eid, ""))
+    increasing = len(eid) < 2 or pc.all(pc.greater(eid.slice(1), eid.slice(0, len(eid) - 1))).as_py()
+    if has_id.any() and not (has_id.all() and increasing):
+        return has_id
+    return None
 
 
 def _map_codes(values: pa.Array, allowed: tuple[str, ...]) -> np.ndarray:
@@ -778,13 +819,16 @@ def load_dataset(data_dir: str, *, rejects_path: str | None = None, max_reject_s
         raise DataError(f"max_reject_share must be within 0..1, got {max_reject_share}")
     paths = {stem: find_input(data_dir, stem, required=stem in ("interactions", "catalog"))
              for stem in ("interactions", "catalog", "customers", "stores", "stock")}
-    stages = _Stages(progress, 7)
+    stages = _Stages(progress, 6)
     try:
         rejects = _Rejects()
-        fingerprint = fingerprint_files([p for p in paths.values() if p])
-        stages.step("fingerprint")
-        tabs = {stem: _read(p) for stem, p in paths.items() if p}
-        stages.step("read " + ", ".join(t.name for t in tabs.values()))
+        # the fingerprint hashes the files while arrow parses them (both release the GIL)
+        with ThreadPoolExecutor(max_workers=1 + len(paths)) as pool:
+            fp = pool.submit(fingerprint_files, [p for p in paths.values() if p])
+            reads = {stem: pool.submit(_read_once, p) for stem, p in paths.items() if p}
+            tabs = {stem: f.result() for stem, f in reads.items()}
+            fingerprint = fp.result()
+        stages.step("fingerprint, read " + ", ".join(t.name for t in tabs.values()))
         catalog = _load_catalog(tabs["catalog"], rejects)
         items = pa.array(catalog["item_id"].to_numpy(dtype=object), pa.string())
         stages.step(f"catalog: {len(catalog)} items")

@@ -78,9 +78,17 @@ def group_popularity(
         raise ValueError(f"groups has {len(groups)} entries for {len(item_rows)} interactions")
     w = interaction_weights(len(item_rows), weights, ts, now, half_life_days)
     ok = (groups >= 0) & (groups < n_groups) & (w > 0)
-    m = sp.csr_matrix((w[ok], (groups[ok], item_rows[ok])), shape=(n_groups, n_items))
-    m.sum_duplicates()
+    if 0 < n_groups * n_items <= DENSE_MAX:  # few groups (stores, locales, segments): one bincount
+        dense = np.bincount(groups[ok] * n_items + item_rows[ok], weights=w[ok],
+                            minlength=n_groups * n_items).reshape(n_groups, n_items)
+        m = sp.csr_matrix(dense)
+    else:
+        m = sp.csr_matrix((w[ok], (groups[ok], item_rows[ok])), shape=(n_groups, n_items))
+        m.sum_duplicates()
     return top_per_row(m, top)
+
+
+DENSE_MAX = 1 << 24  # group x item cells summed densely (128 MiB of float64 at most)
 
 
 def top_per_row(m: sp.csr_matrix, top: int) -> tuple[np.ndarray, np.ndarray]:

@@ -572,7 +572,8 @@ def _write_customers(out_dir: str, cu: dict, st: dict) -> None:
     ids = cu["ids"].to_pylist()
     k = np.arange(n, dtype=np.int64)
     card = _fmt_ids("0", (k * 7919 + 104729) % 10**12, 12)  # 7919 is prime to 10^12: unique cards
-    phones = [f"+33 6{(i * 104723 + 7) % 10**8:08d}" for i in range(n)]
+    # E.164, no spaces: the form the clerk page hashes a typed number to
+    phones = [f"+336{(i * 104723 + 7) % 10**8:08d}" for i in range(n)]
     home = cu["home"]
     table = pa.table({
         "customer_id": cu["ids"],

@@ -160,7 +160,9 @@ def balance_scales(cust: np.ndarray, chan: np.ndarray, item: np.ndarray, w: np.n
         n_items = int(item.max()) + 1
         key = cust * n_items + item
         neg_keys = np.unique(key[neg])
-        posr = np.flatnonzero(w > 0)
+        has_neg = np.zeros(n_cust, dtype=bool)
+        has_neg[cust[neg]] = True
+        posr = np.flatnonzero((w > 0) & has_neg[cust])  # only these customers can match a negative row
         at = np.searchsorted(neg_keys, key[posr])
         at_c = np.minimum(at, len(neg_keys) - 1)
         hit = neg_keys[at_c] == key[posr]

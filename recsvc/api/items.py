@@ -11,6 +11,7 @@ from recsvc.core.ranking import similar
 from recsvc.http_errors import ModelNotReady, ResourceNotFound
 from recsvc.schemas.common import ErrorBodySchema
 from recsvc.schemas.items import SimilarQuerySchema, SimilarResponseSchema
+from recsvc.security import CLERK, STOREFRONT, allow, require_scope
 from recsvc.state.base import StoreUnavailable
 
 bp = Blueprint("items", __name__)
@@ -22,7 +23,9 @@ bp = Blueprint("items", __name__)
     tag="items",
     query=SimilarQuerySchema,
     responses={200: SimilarResponseSchema, 404: ErrorBodySchema, 422: ErrorBodySchema, 503: ErrorBodySchema},
+    description="A clerk key answers only for its own store (`store_id`).",
 )
+@allow(STOREFRONT, CLERK)
 def similar_items(item_id: str):
     svc = services()
     model = svc.holder.model
@@ -30,6 +33,7 @@ def similar_items(item_id: str):
         raise ModelNotReady("no model loaded yet; see /readyz")
     q = svc.schemas.similar_query.load(request.args.to_dict(flat=True))
     g.log_fields = {"channel": q["channel"]}
+    require_scope(q["store_id"], q["channel"])
     if model.item_index(item_id) < 0:
         raise ResourceNotFound(
             f"unknown item {item_id!r} (not in the served model {model.model_id})",

@@ -17,12 +17,14 @@ from recsvc.schemas.models import (
     ReloadRequestSchema,
     ReloadResponseSchema,
 )
+from recsvc.security import ANALYST, allow
 
 bp = Blueprint("models", __name__)
 
 
 @bp.get("/v1/models")
 @doc("Models in the registry, with their aliases", tag="models", responses={200: ModelListSchema})
+@allow(ANALYST)
 def list_models():
     holder = services().holder
     reg = holder.registry
@@ -46,6 +48,7 @@ def list_models():
 
 @bp.get("/v1/models/current")
 @doc("The model this worker serves", tag="models", responses={200: ModelSummarySchema, 503: ErrorBodySchema})
+@allow(ANALYST)
 def current_model():
     holder = services().holder
     if holder.model is None:
@@ -64,6 +67,7 @@ def current_model():
     "flight finish on the model they started with. A refused model (409) leaves the "
     "previous one serving. The other workers of this server follow within RECSVC_RELOAD_POLL_S.",
 )
+@allow(ANALYST)
 def reload_model():
     svc = services()
     body = svc.schemas.reload.load(read_json(optional=True) or {})

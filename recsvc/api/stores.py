@@ -13,6 +13,7 @@ from recsvc.schemas.stores import (
     StockUpdateResponseSchema,
     StockUpdateSchema,
 )
+from recsvc.security import CLERK, allow, require_scope
 
 bp = Blueprint("stores", __name__)
 
@@ -45,6 +46,7 @@ def _unknown(model, item_ids: list[str], field) -> None:
     description="Quantities of the listed items in the store; from the first write on, the store's live "
     "stock replaces the snapshot the model was trained with (items never written count as 0).",
 )
+@allow()
 def put_stock(store_id: str):
     svc = services()
     store_id = _store_id(store_id)
@@ -67,10 +69,13 @@ def put_stock(store_id: str):
     tag="stores",
     query=StockQuerySchema,
     responses={200: StockResponseSchema, 404: ErrorBodySchema, 422: ErrorBodySchema, 503: ErrorBodySchema},
+    description="A clerk key reads its own store's stock only.",
 )
+@allow(CLERK)
 def get_stock(store_id: str):
     svc = services()
     store_id = _store_id(store_id)
+    require_scope(store_id, None)
     q = svc.schemas.stock_query.load({"item_id": request.args.getlist("item_id")})
     wanted = q["item_id"] or None
     live = svc.store.get_stock(store_id, wanted)

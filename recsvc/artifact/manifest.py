@@ -53,7 +53,14 @@ OPTIONAL_ARRAYS: dict[str, tuple[str, int]] = {
     "neighbours": ("i", 2),
     "neighbour_scores": ("f", 2),
     "hist_weights": ("f", 1),  # training confidence per history entry: fold-in starts from it
+    # large catalogues: the HNSW index over the item factors (faiss.serialize_index bytes, no pickle),
+    # read zero-copy by recsvc.core.ann; its settings are the manifest's scoring.ann
+    "ann_index": ("u", 1),
 }
+# Neighbour lists are (items, K) in memory but stored flat, (items * K,) row-major, and reshaped at load
+# (K = size / items): the only 2-D float arrays with one row per item on disk are then the item factors,
+# which tools that find a model's factors by shape rely on. Older artifacts with 2-D files still load.
+FLAT_ON_DISK = ("neighbours", "neighbour_scores")
 SCORING_KINDS = ("factors", "neighbours", "popularity")
 
 # hist_flags bits: what the customer did with the item in the training data

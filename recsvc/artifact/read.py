@@ -7,7 +7,7 @@ from functools import cached_property
 
 import numpy as np
 
-from recsvc.artifact.manifest import CHANNELS, OPTIONAL_ARRAYS, REQUIRED_ARRAYS, Manifest
+from recsvc.artifact.manifest import CHANNELS, FLAT_ON_DISK, OPTIONAL_ARRAYS, REQUIRED_ARRAYS, Manifest
 from recsvc.errors import ArtifactError
 
 
@@ -39,6 +39,8 @@ class LoadedModel:
         self.n_customers = int(self.customer_ids.shape[0])
         self.channel_index = {c: k for k, c in enumerate(CHANNELS)}
         self.cache: dict = {}  # derived masks the core keeps per model (dies with the model on reload)
+        # catalogue size from which the approximate index is used (None: the manifest's scoring.ann)
+        self.ann_min_items: int | None = None
 
     # -- id maps (external string ids <-> artifact rows, never exposed outside the core)
     def item_index(self, item_id: str) -> int:
@@ -145,6 +147,14 @@ def load_model(path: str, verify: bool = True) -> LoadedModel:
     missing = [n for n in need.get(kind, ()) if n not in arrays]
     if missing:
         raise ArtifactError(f"{manifest.model_id}: scoring kind {kind} needs {', '.join(missing)}")
+    n_items = int(arrays["item_ids"].shape[0])
+    for name in FLAT_ON_DISK:
+        a = arrays.get(name)
+        if a is not None and a.ndim == 1:
+            if (n_items == 0 and len(a)) or (n_items and len(a) % n_items):
+                raise ArtifactError(f"{manifest.model_id}: array {name} has {len(a)} entries, not a whole "
+                                    f"number of lists for {n_items} items")
+            arrays[name] = a.reshape(n_items, len(a) // n_items if n_items else 0)
     for name, a in arrays.items():
         kinds, ndim = spec[name]
         if a.dtype.kind not in kinds or a.ndim != ndim:

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from recsvc.artifact.manifest import MANIFEST, OPTIONAL_ARRAYS, REQUIRED_ARRAYS, Manifest
+from recsvc.artifact.manifest import FLAT_ON_DISK, MANIFEST, OPTIONAL_ARRAYS, REQUIRED_ARRAYS, Manifest
 from recsvc.errors import ArtifactError
 
 TMP_PREFIX = ".tmp-"
@@ -107,7 +107,8 @@ def write_model(models_dir: str, manifest: Manifest, arrays: dict[str, np.ndarra
             fn = f"{name}.npy"
             path = os.path.join(tmp, fn)
             with open(path, "wb") as f:
-                np.save(f, np.ascontiguousarray(a), allow_pickle=False)
+                a = np.ascontiguousarray(a)
+                np.save(f, a.reshape(-1) if name in FLAT_ON_DISK else a, allow_pickle=False)
                 f.flush()
                 os.fsync(f.fileno())
             files[fn] = sha256_file(path)

@@ -1,5 +1,9 @@
 """Top-N for many customers with the API's ranking: vectorised where that is provably the same
-computation (factor models, no context boosts), `rank()` one by one otherwise."""
+computation (factor models, no context boosts, no approximate index), `rank()` one by one otherwise.
+
+A model ranked through its approximate index (large catalogues, recsvc.core.ann) goes through
+`rank()` customer by customer: the batch list stays the API's list, and an index search per
+customer costs far less than scoring the whole catalogue for every one of them."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from recsvc.core import ann
 from recsvc.core import eligibility as el
 from recsvc.core.diversity import cap_per_category, needs_full_order
 from recsvc.core.ranking import rank
@@ -34,7 +39,8 @@ def recommend_many(model, customer_ids: Sequence[str], context: Context, options
                    block: int = 4096) -> Iterator[Row]:
     """Yields (customer_id, rank, item_id, score) rows, customers in the given order."""
     vectorised = (model.kind == "factors" and not context.item_id and not context.cart
-                  and not context.category and not options.consent_default is False)
+                  and not context.category and not options.consent_default is False
+                  and ann.index_of(model) is None)
     fallback_cache: dict[tuple, list] = {}
 
     def one(cid: str) -> list[Row]:
@@ -49,7 +55,10 @@ def recommend_many(model, customer_ids: Sequence[str], context: Context, options
             yield from one(cid)
         return
     excluded = el.item_rows(model, options.exclude, "exclude")
-    eligible = el.catalog_mask(model, context, options.filters, context.at or _time(), None)
+    cap = options.max_per_category
+    on = el.channel_mask(model, context.channel) if cap is not None else None  # as rank() does
+    eligible = el.catalog_mask(model, context, options.filters, context.at or _time(), None,
+                               by_channel=on is None)
     eligible[excluded] = False
     bias = model.item_bias if model.has_item_bias else None
     want = options.n if options.max_per_category is None else options.n * 4 + 32
@@ -75,11 +84,10 @@ def recommend_many(model, customer_ids: Sequence[str], context: Context, options
                 yield from one(c)
                 continue
             rows, vals = tops[int(ci)]
-            if len(rows) == want and needs_full_order(rows, model.item_category, options.n,
-                                                      options.max_per_category):
+            if len(rows) == want and needs_full_order(rows, model.item_category, options.n, cap, on):
                 yield from one(c)  # the cap needs the full order: take the exact path
                 continue
-            keep = cap_per_category(rows, model.item_category, options.n, options.max_per_category)
+            keep = cap_per_category(rows, model.item_category, options.n, cap, on)
             pos = {int(r): k for k, r in enumerate(rows)}
             for k, r in enumerate(keep):
                 yield (c, k + 1, str(model.item_ids[r]), round(float(vals[pos[int(r)]]), 6))

@@ -39,47 +39,74 @@ def rows_if_known(model, item_ids: list[str]) -> np.ndarray:
 
 
 def _validity(model, now: float) -> np.ndarray | None:
-    """Items within their validity dates at `now`; cached for the interval between two boundaries."""
+    """Items within their validity dates at `now` (None: no item has dates)."""
+    if model.validity_unrestricted:
+        return None
+    t = int(now)
+    return (np.asarray(model.item_valid_from) <= t) & (t < np.asarray(model.item_valid_to))
+
+
+def _validity_slot(model, now: float) -> int | None:
+    """Which interval between two validity boundaries `now` falls in: validity is constant inside one."""
     if model.validity_unrestricted:
         return None
     bounds = model.cache.get("validity_bounds")
     if bounds is None:
         bounds = np.unique(np.concatenate([model.item_valid_from, model.item_valid_to]))
         model.cache["validity_bounds"] = bounds
-    slot = int(np.searchsorted(bounds, now, side="right"))
-    key = ("validity", slot)
-    m = model.cache.get(key)
-    if m is None:
-        t = int(now)
-        m = (np.asarray(model.item_valid_from) <= t) & (t < np.asarray(model.item_valid_to))
-        model.cache[key] = m
+    return int(np.searchsorted(bounds, now, side="right"))
+
+
+def channel_mask(model, channel: str) -> np.ndarray | None:
+    """Items sold on `channel` (None: the catalogue restricts no item to some channels)."""
+    if channel not in CHANNELS:
+        raise ValueError(f"unknown channel {channel!r}")
+    if model.channel_unrestricted:
+        return None
+    return np.asarray(model.item_channels[:, model.channel_index[channel]])
+
+
+def _base(model, channel: str | None, li: int) -> np.ndarray:
+    """Channel (None: any) and locale (row `li` of locale_names, -1: none) restrictions."""
+    m = np.ones(model.n_items, dtype=bool)
+    if channel is not None:
+        on = channel_mask(model, channel)
+        if on is not None:
+            m &= on
+    if li >= 0:
+        m &= np.asarray(model.item_locales[:, li])
     return m
 
 
-def _base(model, channel: str, locale: str | None) -> np.ndarray:
-    """Channel and locale restrictions, cached per (channel, locale)."""
-    key = ("base", channel, locale)
-    m = model.cache.get(key)
+MASKS_KEPT = 64  # (channel, locale, validity interval) masks cached per model before the cache restarts
+
+
+def _context_mask(model, channel: str | None, locale: str | None, now: float) -> np.ndarray:
+    """Channel, locale and validity at `now` in one mask, cached per model (read-only: copy it).
+    Keyed by the locale's row, not its text: a locale the model does not know restricts nothing."""
+    masks = model.cache.get("context_masks")
+    if masks is None:
+        masks = model.cache["context_masks"] = {}
+    li = model.locale_index(locale) if locale else -1
+    key = (channel, li, _validity_slot(model, now))
+    m = masks.get(key)
     if m is None:
-        if channel not in CHANNELS:
-            raise ValueError(f"unknown channel {channel!r}")
-        m = np.ones(model.n_items, dtype=bool)
-        if not model.channel_unrestricted:
-            m &= np.asarray(model.item_channels[:, model.channel_index[channel]])
-        li = model.locale_index(locale) if locale else -1
-        if li >= 0:
-            m &= np.asarray(model.item_locales[:, li])
-        model.cache[key] = m
+        m = _base(model, channel, li)
+        v = _validity(model, now)
+        if v is not None:
+            m &= v
+        if len(masks) >= MASKS_KEPT:  # requests dated all over the calendar: start again, stay bounded
+            masks.clear()
+        masks[key] = m
     return m
 
 
 def catalog_mask(model, context: Context, filters: Filters, now: float,
-                 stock: StockView | None) -> np.ndarray:
-    """A fresh bool mask (the caller may clear more rows in it)."""
-    m = _base(model, context.channel, context.locale).copy()
-    v = _validity(model, now)
-    if v is not None:
-        m &= v
+                 stock: StockView | None, by_channel: bool = True) -> np.ndarray:
+    """A fresh bool mask (the caller may clear more rows in it). `by_channel=False` leaves the
+    channel restriction out (the diversity cap counts on the order every channel shares)."""
+    channel_mask(model, context.channel)  # an unknown channel is an error either way
+    m = _context_mask(model, context.channel if by_channel else None, context.locale, now).copy()
     if filters.category is not None:
         ci = model.category_index(filters.category)
         if ci < 0:
@@ -100,11 +127,12 @@ def in_stock_mask(model, store_id: str | None, stock: StockView | None) -> np.nd
         return stock.in_stock_mask(model)
     if store_id is None:
         return model.in_stock_anywhere
-    key = ("stock", store_id)
+    idx = model.store_index(store_id)
+    key = ("stock", idx)  # by row: ids the model does not know share one empty mask
     m = model.cache.get(key)
     if m is None:
         m = np.zeros(model.n_items, dtype=bool)
-        items, qty = model.stock_of(model.store_index(store_id))
+        items, qty = model.stock_of(idx)
         m[items[qty > 0]] = True
         model.cache[key] = m
     return m

@@ -8,6 +8,8 @@ import numpy as np
 
 from recsvc.core.scoring import neighbour_scores, top_k
 
+Source = tuple[str, np.ndarray, np.ndarray]  # (strategy, rows best first, their scores)
+
 
 def context_scores(model, anchors: np.ndarray) -> np.ndarray | None:
     """Similarity to the viewed item / cart items, from the model's neighbour lists."""
@@ -27,8 +29,29 @@ def popular_order(model) -> np.ndarray:
     return o
 
 
+def _popular(model) -> Source:
+    src = model.cache.get("pop_source")
+    if src is None:
+        order = popular_order(model)
+        src = ("popular", order, np.asarray(model.pop_global)[order])
+        model.cache["pop_source"] = src
+    return src
+
+
+def _group_source(model, name: str, idx: int, items: np.ndarray, scores: np.ndarray) -> Source:
+    """One group's popular list (a store's, a locale's, a segment's) without its padding; cached per model."""
+    key = ("pop_source", name, idx)
+    src = model.cache.get(key)
+    if src is None:
+        r = np.asarray(items[idx])
+        ok = r >= 0
+        src = (name, r[ok].astype(np.int64), np.asarray(scores[idx])[ok])
+        model.cache[key] = src
+    return src
+
+
 def sources(model, anchors: np.ndarray, store_id: str | None, locale: str | None,
-            segment: str | None) -> list[tuple[str, np.ndarray, np.ndarray]]:
+            segment: str | None) -> list[Source]:
     """[(strategy, rows best first, scores)] to draw from in turn."""
     out = []
     cs = context_scores(model, anchors)
@@ -45,12 +68,31 @@ def sources(model, anchors: np.ndarray, store_id: str | None, locale: str | None
          model.pop_segment_items, model.pop_segment_scores),
     ):
         if idx >= 0 and idx < items.shape[0]:
-            r = np.asarray(items[idx])
-            ok = r >= 0
-            out.append((name, r[ok].astype(np.int64), np.asarray(scores[idx])[ok]))
-    order = popular_order(model)
-    out.append(("popular", order, np.asarray(model.pop_global)[order]))
+            out.append(_group_source(model, name, idx, items, scores))
+    out.append(_popular(model))
     return out
+
+
+def _first_eligible(r: np.ndarray, s: np.ndarray, eligible: np.ndarray, taken: np.ndarray,
+                    need: int) -> tuple[np.ndarray, np.ndarray]:
+    """The first `need` rows of `r` that are eligible and not taken, read in growing windows (the
+    global list holds the whole catalogue, and a handful of its head is usually enough)."""
+    picked_r, picked_s = [], []
+    start, window = 0, max(64, 4 * need)
+    while need > 0 and start < len(r):
+        rr, ss = r[start:start + window], s[start:start + window]
+        ok = eligible[rr] & ~taken[rr]
+        rr, ss = rr[ok][:need], ss[ok][:need]
+        picked_r.append(rr)
+        picked_s.append(ss)
+        need -= len(rr)
+        start += window
+        window *= 4
+    if len(picked_r) == 1:
+        return picked_r[0], picked_s[0]
+    if not picked_r:
+        return r[:0], s[:0]
+    return np.concatenate(picked_r), np.concatenate(picked_s)
 
 
 def draw(srcs, eligible: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -58,15 +100,16 @@ def draw(srcs, eligible: np.ndarray, want: int) -> tuple[np.ndarray, np.ndarray,
     Returns (rows, scores, source name per row)."""
     taken = np.zeros(eligible.shape[0], dtype=bool)
     rows, scores, names = [], [], []
+    got = 0
     for name, r, s in srcs:
-        if len(rows) >= want:
+        if got >= want:
             break
-        ok = eligible[r] & ~taken[r]
-        r, s = r[ok][: want - len(rows)], s[ok][: want - len(rows)]
+        r, s = _first_eligible(r, s, eligible, taken, want - got)
         taken[r] = True
         rows.append(r)
         scores.append(s)
         names += [name] * len(r)
+        got += len(r)
     if not rows:
         return np.empty(0, np.int64), np.empty(0, np.float32), []
     return np.concatenate(rows).astype(np.int64), np.concatenate(scores).astype(np.float32), names

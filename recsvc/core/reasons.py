@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from recsvc.core.types import Reason
 
 TEXTS: dict[str, dict[str, str]] = {
@@ -41,7 +43,10 @@ def language(locale: str | None) -> str:
     return lang if lang in TEXTS else "en"
 
 
+@lru_cache(maxsize=8192)
 def reason(code: str, lang: str, **fields: str) -> Reason:
+    """The reason `code` in `lang` (English when the language lacks it). Cached: a Reason is an
+    immutable value, and the same few texts (or the same item titles) come back on every request."""
     template = TEXTS[lang].get(code) or TEXTS["en"][code]
     try:
         text = template.format(**fields)

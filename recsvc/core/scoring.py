@@ -75,30 +75,34 @@ def top_k(scores: np.ndarray, k: int, eligible: np.ndarray | None = None) -> np.
     Exact, and cheaper than a full argpartition on large catalogues: a fixed random 1/16 sample gives a
     threshold that about 2k+64 items reach; every item at or above it is a candidate, so the top k
     of the candidates is the top k of all (ties at the threshold included). When fewer than k
-    items reach it, the full partition runs.
+    items reach it, the full partition runs. The eligibility mask is applied to the sample and to the
+    candidates only, so the common case never writes a masked copy of the whole score vector.
     """
-    if eligible is not None:
-        scores = np.where(eligible, scores, NEG)
     n = scores.shape[0]
     k = min(k, n)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    cand = None
     if n >= 4096 and k * 64 < n:
-        sample = scores[_sample_rows(n)]
+        sample_rows = _sample_rows(n)
+        sample = scores[sample_rows]
+        if eligible is not None:
+            sample = np.where(eligible[sample_rows], sample, NEG)
         m = min(sample.shape[0], k // 8 + 4)
         t = np.partition(sample, sample.shape[0] - m)[sample.shape[0] - m]
         if np.isfinite(t):
             c = np.flatnonzero(scores >= t)
+            if eligible is not None:
+                c = c[eligible[c]]
             if len(c) >= k:
-                cand = c
-    if cand is None:
-        if k < n:
-            part = np.argpartition(scores, n - k)[n - k:]
-            kth = scores[part].min()
-            cand = np.flatnonzero(scores >= kth) if np.isfinite(kth) else part
-        else:
-            cand = np.arange(n)
+                return c[np.lexsort((c, -scores[c]))][:k]  # all >= t: finite
+    if eligible is not None:
+        scores = np.where(eligible, scores, NEG)
+    if k < n:
+        part = np.argpartition(scores, n - k)[n - k:]
+        kth = scores[part].min()
+        cand = np.flatnonzero(scores >= kth) if np.isfinite(kth) else part
+    else:
+        cand = np.arange(n)
     order = np.lexsort((cand, -scores[cand]))
     top = cand[order][:k]
     return top[np.isfinite(scores[top])]
@@ -118,19 +122,27 @@ def batch_top_k(item_factors: np.ndarray, customer_vectors: np.ndarray, k: int,
     k = min(k, n_i)
     rows = np.full((n_c, k), -1, dtype=np.int64)
     vals = np.full((n_c, k), NEG, dtype=np.float32)
-    yt = np.ascontiguousarray(item_factors, dtype=np.float32).T
+    y = np.ascontiguousarray(item_factors, dtype=np.float32)
+    wide = -(-n_i // GROUP) * GROUP
+    if -(-n_i // GROUP) > 2 * k and wide != n_i:
+        # whole groups for `_block_top_k_grouped`: zero items scored, then set to -inf, cost less than
+        # a padded copy of every score block
+        y = np.concatenate([y, np.zeros((wide - n_i, y.shape[1]), np.float32)])
+    yt = y.T
     for a in range(0, n_c, block):
         b = min(n_c, a + block)
         s = np.asarray(customer_vectors[a:b], dtype=np.float32) @ yt
         if item_bias is not None:
-            s += item_bias
+            s[:, :n_i] += item_bias
+        if s.shape[1] > n_i:
+            s[:, n_i:] = NEG
         if eligible is not None:
-            s[:, ~eligible] = NEG
+            s[:, :n_i][:, ~eligible] = NEG
         if exclude_indptr is not None:
             lo, hi = exclude_indptr[a], exclude_indptr[b]
             r = np.repeat(np.arange(b - a), np.diff(exclude_indptr[a:b + 1]))
             s[r, exclude_items[lo:hi]] = NEG
-        rows[a:b], vals[a:b] = _block_top_k(s, k)
+        rows[a:b], vals[a:b] = _block_top_k_grouped(s, k)
     return rows, vals
 
 
@@ -156,4 +168,50 @@ def _block_top_k(s: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
             vals[j, :len(t)] = s[j, t]
     bad = ~np.isfinite(vals)
     rows[bad] = -1
+    return rows, vals
+
+
+GROUP = 64
+
+
+def _block_top_k_grouped(s: np.ndarray, k: int, group: int = GROUP) -> tuple[np.ndarray, np.ndarray]:
+    """`_block_top_k`, an order of magnitude faster on wide blocks: exact, the same output.
+
+    Each row's items are cut into groups of `group`; the k groups with the largest maxima hold every
+    item above the row's k-th score (a group with such an item has a larger maximum than any group
+    without one, and there are fewer than k such items). The partition then runs over those k groups
+    only; a row tied at its k-th score, where the choice among equal scores matters, takes the exact
+    path of `_block_top_k`. Slower than `top_k` for a single row: for batches only.
+
+    Any grouping works; group g is the items g, g + G, g + 2G, ... (G groups): the maxima are then a
+    reduction across rows of a (group, G) view, which runs along contiguous memory. The tie test needs
+    no pass over the block either: more than k items reach the k-th score exactly when more than k
+    groups do, or, when at most k do (those are all among the k chosen), when more than k candidates do.
+    """
+    m, n = s.shape
+    n_groups = -(-n // group)
+    if k <= 0 or n_groups <= 2 * k:
+        return _block_top_k(s, k)
+    pad = n_groups * group - n
+    sp = s if pad == 0 else np.concatenate([s, np.full((m, pad), NEG, s.dtype)], axis=1)
+    gmax = sp.reshape(m, group, n_groups).max(axis=1)
+    best = np.argpartition(-gmax, k - 1, axis=1)[:, :k]
+    cand = (best[:, :, None] + n_groups * np.arange(group)[None, None, :]).reshape(m, k * group)
+    cvals = np.take_along_axis(sp, cand, axis=1)
+    part = np.argpartition(-cvals, k - 1, axis=1)[:, :k]
+    rows = np.take_along_axis(cand, part, axis=1)
+    vals = np.take_along_axis(cvals, part, axis=1)
+    order = np.lexsort((rows, -vals), axis=1)
+    rows = np.take_along_axis(rows, order, axis=1).astype(np.int64)
+    vals = np.take_along_axis(vals, order, axis=1)
+    kth = vals[:, -1:]
+    reached = ((gmax >= kth).sum(axis=1) > k) | ((cvals >= kth).sum(axis=1) > k)
+    tied = np.flatnonzero(reached & np.isfinite(kth[:, 0]))
+    for j in tied:
+        t = top_k(s[j], k)
+        rows[j] = -1
+        vals[j] = NEG
+        rows[j, :len(t)] = t
+        vals[j, :len(t)] = s[j, t]
+    rows[~np.isfinite(vals)] = -1
     return rows, vals

@@ -11,7 +11,7 @@ class StockView:
     """Wraps a store's {item_id: quantity}. Build one per stock version and reuse it: the row
     mask for `in_stock_only` is computed once per model, not once per request."""
 
-    __slots__ = ("quantities", "_masks")
+    __slots__ = ("_masks", "quantities")
 
     def __init__(self, quantities: Mapping[str, int]):
         self.quantities = quantities

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 CHANNELS = ("web", "app", "store", "call_center")
 EVENTS = ("view", "click", "add_to_cart", "purchase", "return", "rating",
@@ -25,9 +26,9 @@ class Context:
     at: float | None = None  # epoch seconds; None means now
 
 
-@dataclass(frozen=True, slots=True)
-class LiveEvent:
-    """One event from live state (newest last in CustomerState.events)."""
+class LiveEvent(NamedTuple):
+    """One event from live state (newest last in CustomerState.events). A named tuple, not a dataclass:
+    a request's state read builds dozens of these, and a tuple is built in a tenth of the time."""
 
     item_id: str
     event: str

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, replace
 
 from marshmallow import Schema, ValidationError, fields, post_load, validate, validates_schema
 
 from recsvc.core.types import CHANNELS, EXCLUDE_MODES, FULFILMENT, Context, Filters, RankOptions
-from recsvc.schemas.common import Id, StrictBool
+from recsvc.schemas.common import ID_MAX, Id, StrictBool
 from recsvc.state.base import IDENTIFIER_TYPES
 
 LOCALE_PATTERN = r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8}){0,3}$"
@@ -152,6 +153,30 @@ class RecommendationRequestSchema(Schema):
     def __init__(self, *args, defaults: RankOptions | None = None, **kw):
         super().__init__(*args, **kw)
         self.defaults = defaults or RankOptions()
+        self._plain_options: dict[tuple, RankOptions] = {}  # at most 100 x 2 x 3 entries
+
+    def load_request(self, body: dict) -> RecommendationRequest:
+        """`load(body)`, with the `load_everyday` shortcut first."""
+        req = _plain_request(body, self)
+        return req if req is not None else self.load(body)
+
+    def load_everyday(self, body) -> RecommendationRequest | None:
+        """What `load(body)` returns, for the everyday request (a customer id or none, a context of plain
+        values, n, exclude, explain); None for anything else (identifiers, filters, `at`, any doubt),
+        which `load` handles and, when invalid, words the error of. It accepts only bodies `load`
+        accepts, and saves most of a request's validation time."""
+        return _plain_request(body, self)
+
+    def _options(self, n: int, exclude: tuple[str, ...], explain: bool, exclude_history: str) -> RankOptions:
+        if exclude:
+            return replace(self.defaults, n=n, filters=Filters(), exclude=exclude, explain=explain,
+                           exclude_history=exclude_history)
+        key = (n, explain, exclude_history)
+        o = self._plain_options.get(key)
+        if o is None:
+            o = self._plain_options[key] = replace(self.defaults, n=n, filters=Filters(), exclude=(),
+                                                   explain=explain, exclude_history=exclude_history)
+        return o
 
     @post_load
     def _make(self, data, **kw) -> RecommendationRequest:
@@ -201,7 +226,10 @@ class RecommendationResponseSchema(Schema):
             "description": "personalised | context | store_popular | locale_popular | segment_popular | popular"
         },
     )
-    variant = fields.String(required=True, allow_none=True)
+    variant = fields.String(required=True, allow_none=True,
+                            metadata={"description": "the experiment variant this list comes from; null: none"})
+    experiment_id = fields.String(required=True, allow_none=True,
+                                  metadata={"description": "the experiment the customer is in on this request"})
     items = fields.List(fields.Nested(OfferSchema), required=True)
     fallback_reason = fields.String(
         required=True,
@@ -211,3 +239,56 @@ class RecommendationResponseSchema(Schema):
             "no_consent, erased, no_history, state_unavailable, ..."
         },
     )
+
+
+# -- the shortcut for everyday requests (RecommendationRequestSchema.load_request)
+_BODY_KEYS = frozenset(("customer", "context", "n", "filters", "exclude", "exclude_history", "explain"))
+_CONTEXT_KEYS = frozenset(("channel", "store_id", "locale", "page", "item_id", "category", "cart", "at"))
+_NOT_PRINTABLE = re.compile(r"[\x00-\x1f\x7f]")
+_LOCALE = re.compile(LOCALE_PATTERN)
+
+
+def _plain_id(v) -> bool:
+    return type(v) is str and 0 < len(v) <= ID_MAX and _NOT_PRINTABLE.search(v) is None
+
+
+def _plain_ids(v, most: int) -> bool:
+    return type(v) is list and len(v) <= most and all(_plain_id(x) for x in v)
+
+
+def _optional_text(v, most: int) -> bool:
+    return v is None or (type(v) is str and 0 < len(v) <= most)
+
+
+def _plain_context(c) -> Context | None:
+    if type(c) is not dict or not c.keys() <= _CONTEXT_KEYS or c.get("at") is not None:
+        return None
+    channel, store_id, locale = c.get("channel"), c.get("store_id"), c.get("locale")
+    item_id, cart = c.get("item_id"), c.get("cart", [])
+    page, category = c.get("page"), c.get("category")
+    if not (type(channel) is str and channel in CHANNELS
+            and (store_id is None or _plain_id(store_id)) and (item_id is None or _plain_id(item_id))
+            and (locale is None or (type(locale) is str and _LOCALE.fullmatch(locale) is not None))
+            and _optional_text(page, 64) and _optional_text(category, 128) and _plain_ids(cart, 200)):
+        return None
+    return Context(channel=channel, store_id=store_id, locale=locale, page=page, item_id=item_id,
+                   category=category, cart=tuple(cart), at=None)
+
+
+def _plain_request(body, schema: RecommendationRequestSchema) -> RecommendationRequest | None:
+    """What `schema.load(body)` returns when the body is an everyday one; None when unsure."""
+    if type(body) is not dict or not body.keys() <= _BODY_KEYS or body.get("filters") is not None:
+        return None
+    customer = body.get("customer")
+    if customer is not None:
+        if type(customer) is not dict or customer.keys() != {"customer_id"} or not _plain_id(customer["customer_id"]):
+            return None
+        customer = CustomerRef(customer_id=customer["customer_id"])
+    context = _plain_context(body.get("context"))
+    n, exclude = body.get("n", 10), body.get("exclude", [])
+    explain, exclude_history = body.get("explain", True), body.get("exclude_history", "purchased")
+    if (context is None or type(n) is not int or not 1 <= n <= 100 or not _plain_ids(exclude, 1000)
+            or type(explain) is not bool or type(exclude_history) is not str or exclude_history not in EXCLUDE_MODES):
+        return None
+    options = schema._options(n, tuple(exclude), explain, exclude_history)
+    return RecommendationRequest(customer=customer, context=context, options=options)

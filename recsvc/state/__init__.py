@@ -5,12 +5,19 @@ from __future__ import annotations
 from recsvc.state.base import Consent, StateStore, StoredEvent, StoreError, StoreUnavailable
 
 
-def open_store(url: str, timeout_ms: int = 250, erasure_key: bytes = b"") -> StateStore:
-    """memory:// -> InMemoryStore; redis://host:port/db[?prefix=NAME] -> RedisStore (lazy connect)."""
+def open_store(url: str, timeout_ms: int = 250, erasure_key: bytes | None = None,
+               event_log: str | None = None) -> StateStore:
+    """memory:// -> InMemoryStore (durable through the append-only log at `event_log`, when given);
+    redis://host:port/db[?prefix=NAME&stream_maxlen=N] -> RedisStore (lazy connect).
+
+    erasure_key None: the memory store keeps a generated key beside its log (a random one without a
+    log); the Redis store shares one generated key through `<prefix>:erasure-key` (set
+    RECSVC_ERASURE_KEY in production so the key does not sit next to the tombstones)."""
     if url == "memory://" or url.startswith("memory://"):
+        from recsvc.state.eventlog import EventLog
         from recsvc.state.memory import InMemoryStore
 
-        return InMemoryStore(erasure_key=erasure_key)
+        return InMemoryStore(erasure_key=erasure_key, event_log=EventLog(event_log) if event_log else None)
     if url.startswith(("redis://", "rediss://", "unix://")):
         from recsvc.state.redis import RedisStore
 

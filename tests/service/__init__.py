@@ -31,15 +31,41 @@ def free_port() -> int:
 
 
 def server_env(models_dir: str, store_url: str = "memory://", **extra: str) -> dict:
+    """The environment of a test server: API keys off (RECSVC_AUTH=off) unless `extra` turns them on,
+    as the tests of keys do (tests/security)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("RECSVC_", "PROMETHEUS_"))}
     env.update(
         RECSVC_MODELS_DIR=models_dir,
         RECSVC_STORE_URL=store_url,
         RECSVC_AUTH="off",
         RECSVC_LOG_LEVEL="WARNING",
-        **extra,
     )
+    env.update(extra)
     return env
+
+
+def make_key(keys_file: str, role: str, store: str | None = None, name: str | None = None,
+             channels: tuple[str, ...] = (), rate_limit: int | None = None, env: dict | None = None) -> str:
+    """A new API key in `keys_file`, made the way an operator makes one (`recsvc keys create`)."""
+    cmd = [PYTHON, "-m", "recsvc", "keys", "create", "--role", role, "--keys-file", keys_file]
+    if store:
+        cmd += ["--store", store]
+    if name:
+        cmd += ["--name", name]
+    for c in channels:
+        cmd += ["--channel", c]
+    if rate_limit is not None:
+        cmd += ["--rate-limit", str(rate_limit)]
+    e = {k: v for k, v in os.environ.items() if not k.startswith("RECSVC_")}
+    e.update(env or {})
+    p = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=60, env=e,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.strip().splitlines()[-1]
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
 
 
 class Server:

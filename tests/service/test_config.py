@@ -16,10 +16,13 @@ def test_defaults():
         "models",
         "champion",
         "memory://",
-        False,
+        True,  # API keys required unless RECSVC_AUTH=off is set
         True,
     )
     assert c.max_body_bytes == 1 << 20 and c.reload_poll_s == 5.0 and c.max_per_category is None
+    assert c.keys_file == "recsvc-keys.json" and c.keys_secret is None and c.cors_origins == ()
+    assert dict(c.rate_limits) == {"storefront": 300000, "clerk": 600, "analyst": 600, "admin": 6000}
+    assert c.rate_window_s == 60
 
 
 def test_every_variable_is_read():
@@ -37,6 +40,13 @@ def test_every_variable_is_read():
         "RECSVC_EVENT_LOG": "/e",
         "RECSVC_RELOAD_POLL_S": "0",
         "RECSVC_RUNTIME_DIR": "/r",
+        "RECSVC_ERASURE_KEY": "0123456789abcdef0123",
+        "RECSVC_EXPERIMENTS_FILE": "/x.json",
+        "RECSVC_EXPERIMENTS_POLL_S": "2",
+        "RECSVC_KEYS_SECRET": "fedcba9876543210fedc",
+        "RECSVC_RATE_LIMIT": "clerk=30, storefront=0",
+        "RECSVC_RATE_WINDOW_S": "10",
+        "RECSVC_CORS_ORIGINS": "https://shop.example.com, http://localhost:3000/",
     }
     assert set(env) == set(VARIABLES)
     c = Config.from_env(env)
@@ -54,6 +64,13 @@ def test_every_variable_is_read():
         event_log="/e",
         reload_poll_s=0.0,
         runtime_dir="/r",
+        erasure_key="0123456789abcdef0123",
+        experiments_file="/x.json",
+        experiments_poll_s=2.0,
+        keys_secret="fedcba9876543210fedc",
+        rate_limits=(("admin", 6000), ("analyst", 600), ("clerk", 30), ("storefront", 0)),
+        rate_window_s=10,
+        cors_origins=("https://shop.example.com", "http://localhost:3000"),
     )
     assert Config.from_env(env, models_dir="/x", model=None).models_dir == "/x"
 
@@ -69,6 +86,11 @@ def test_every_variable_is_read():
         ("RECSVC_LOG_LEVEL", "LOUD"),
         ("RECSVC_RELOAD_POLL_S", "nan"),
         ("RECSVC_STORE_URL", "mongodb://x"),
+        ("RECSVC_KEYS_SECRET", "short"),
+        ("RECSVC_RATE_LIMIT", "cashier=10"),
+        ("RECSVC_RATE_LIMIT", "clerk=lots"),
+        ("RECSVC_RATE_WINDOW_S", "0"),
+        ("RECSVC_CORS_ORIGINS", "shop.example.com"),
     ],
 )
 def test_bad_values_name_the_variable(var, value):
@@ -125,3 +147,12 @@ def test_cli_help():
         [PYTHON, "-m", "recsvc", "--help"], check=False, capture_output=True, text=True, timeout=60
     )
     assert p.returncode == 0 and "serve" in p.stdout and "demo" in p.stdout
+
+
+def test_the_readme_documents_every_variable():
+    import os
+
+    with open(os.path.join(os.path.dirname(__file__), "..", "..", "README.md"), encoding="utf-8") as f:
+        readme = f.read()
+    table = readme[readme.index("## Configuration"):readme.index("## Operating recsvc")]
+    assert [v for v in VARIABLES if f"`{v}`" not in table] == []

@@ -72,7 +72,7 @@ def test_unknown_route_and_method(client):
     r = client.get(URL)
     error_of(r, 405)
     assert "POST" in r.headers["Allow"]
-    error_of(client.get("/clerk/"), 404)  # the clerk page is a later issue; the route stays free
+    error_of(client.get("/clerk/no-such-file.js"), 404)  # JSON, even under the clerk page
 
 
 @pytest.mark.parametrize(

@@ -118,9 +118,13 @@ class BPRLearner:
             params=used,
         )
         check_finite(f, self.name, FIX)
-        if neighbours and p["neighbours"]:
-            f = with_neighbours(f, int(p["neighbours"]), 0, bias_column=True)
-        return f
+        return self.neighbours_of(f) if neighbours else f
+
+    def neighbours_of(self, f: Factors) -> Factors:
+        """f with its items' cosine neighbours (similar items): what `fit` adds unless told
+        `neighbours=False`, so the pipeline can compute them alongside the evaluation."""
+        p = self.params
+        return with_neighbours(f, int(p["neighbours"]), 0, bias_column=True) if p["neighbours"] else f
 
     @staticmethod
     def _run(p: dict, x: sp.csr_matrix, seed: int, iterations: int, init: Factors | None, progress: bool):
