@@ -289,4 +289,10 @@ VARIABLES: dict[str, tuple[str, object, str]] = {
         "seconds between checks for experiments created, changed or stopped elsewhere; 0 = every request "
         "(default 1)",
     ),
+    "RECSVC_ANN_MIN_ITEMS": (
+        "ann_min_items",
+        _int_range(1, 10**9),
+        "catalogue size from which a model's approximate (HNSW) index is used instead of exact scoring; "
+        "default: the model's own `scoring.ann.min_items` (200,000 unless training said otherwise)",
+    ),
 }

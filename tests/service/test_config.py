@@ -47,6 +47,7 @@ def test_every_variable_is_read():
         "RECSVC_RATE_LIMIT": "clerk=30, storefront=0",
         "RECSVC_RATE_WINDOW_S": "10",
         "RECSVC_CORS_ORIGINS": "https://shop.example.com, http://localhost:3000/",
+        "RECSVC_ANN_MIN_ITEMS": "50000",
     }
     assert set(env) == set(VARIABLES)
     c = Config.from_env(env)
@@ -71,6 +72,7 @@ def test_every_variable_is_read():
         rate_limits=(("admin", 6000), ("analyst", 600), ("clerk", 30), ("storefront", 0)),
         rate_window_s=10,
         cors_origins=("https://shop.example.com", "http://localhost:3000"),
+        ann_min_items=50000,
     )
     assert Config.from_env(env, models_dir="/x", model=None).models_dir == "/x"
 
@@ -91,6 +93,8 @@ def test_every_variable_is_read():
         ("RECSVC_RATE_LIMIT", "clerk=lots"),
         ("RECSVC_RATE_WINDOW_S", "0"),
         ("RECSVC_CORS_ORIGINS", "shop.example.com"),
+        ("RECSVC_ANN_MIN_ITEMS", "0"),
+        ("RECSVC_ANN_MIN_ITEMS", "many"),
     ],
 )
 def test_bad_values_name_the_variable(var, value):
