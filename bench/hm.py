@@ -25,7 +25,6 @@ Writes bench/results/hm.json (the full reports stay under --work).
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import os
 import subprocess

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import os
@@ -76,7 +77,7 @@ def per_user_split(users: np.ndarray, seed: int = SEED, fraction: float = TEST_F
     su = users[order]
     bounds = np.flatnonzero(np.r_[True, su[1:] != su[:-1], True])
     test = np.zeros(len(users), dtype=bool)
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         perm = order[a:b][rng.permutation(b - a)]
         test[perm[:math.ceil(fraction * (b - a))]] = True
     return test

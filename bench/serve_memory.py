@@ -30,11 +30,11 @@ ROOT = os.path.dirname(HERE)
 sys.path.insert(0, ROOT)
 sys.path.insert(0, HERE)
 
-from serve_floor import BLAS1, free_port, spawn, stop, wait_ready  # noqa: E402
+from serve_floor import BLAS1, free_port, spawn, stop, wait_ready
 
-from recsvc.artifact.manifest import CHANNELS, NO_DATE_FROM, NO_DATE_TO, Manifest, utcnow  # noqa: E402
-from recsvc.artifact.registry import Registry  # noqa: E402
-from recsvc.artifact.write import write_model  # noqa: E402
+from recsvc.artifact.manifest import CHANNELS, NO_DATE_FROM, NO_DATE_TO, Manifest, utcnow
+from recsvc.artifact.registry import Registry
+from recsvc.artifact.write import write_model
 
 
 def build(models: str, n_items: int, n_cust: int, k: int, seed: int = 0) -> str:

@@ -24,8 +24,8 @@ import sys
 import time
 
 from recsvc.artifact.registry import Registry
-from recsvc.errors import RecsvcError
 from recsvc.core.types import LiveEvent
+from recsvc.errors import RecsvcError
 from recsvc.state.base import Consent, StateStore, StoredEvent
 
 DEMO_DATA = {"customers": 2000, "items": 500, "stores": 5, "events": 50000, "seed": 1}
@@ -108,7 +108,7 @@ def _epoch(text: str) -> float:
     except ValueError:
         pass
     try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        return dt.datetime.fromisoformat(text).timestamp()
     except ValueError:
         return 0.0
 

@@ -11,13 +11,13 @@ import os
 for _v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
-import argparse  # noqa: E402
-import datetime as dt  # noqa: E402
-import json  # noqa: E402
-import logging  # noqa: E402
-import sys  # noqa: E402
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
 
-from recsvc.core.types import CHANNELS, EXCLUDE_MODES  # noqa: E402
+from recsvc.core.types import CHANNELS, EXCLUDE_MODES
 
 LEARNERS = ("als", "bpr", "lightfm", "itemknn", "popularity", "ease")
 
@@ -28,11 +28,11 @@ def timestamp(text: str) -> float:
     if t.lstrip("-").isdigit():
         return float(int(t))
     try:
-        d = dt.datetime.fromisoformat(t.replace("Z", "+00:00"))
+        d = dt.datetime.fromisoformat(t)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is neither ISO-8601 nor epoch seconds") from None
     if d.tzinfo is None:
-        d = d.replace(tzinfo=dt.timezone.utc)
+        d = d.replace(tzinfo=dt.UTC)
     return d.timestamp()
 
 

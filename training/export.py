@@ -218,8 +218,8 @@ def build_artifact(ds: Dataset, m: InteractionMatrix, weights: np.ndarray, f: Fa
     arrays.update(factor_arrays(f))
     if f.kind == "popularity" and f.item_scores is not None:
         arrays["pop_global"] = np.asarray(f.item_scores, np.float32)
-    counts = {"customers": int(len(m.customer_ids)), "items": int(len(m.item_ids)),
-              "interactions": int(len(ds.interactions)), "stores": int(len(store_ids)),
+    counts = {"customers": len(m.customer_ids), "items": len(m.item_ids),
+              "interactions": len(ds.interactions), "stores": len(store_ids),
               "nnz": int(m.confidence.nnz), "rejects": int(ds.n_rejects)}
     when = utcnow()
     # the id hashes what was trained (data, parameters, seed), not how long it took

@@ -151,8 +151,8 @@ def evaluate_factors(p: Prepared, s: Split, f: Factors | None, cfg: TrainConfig,
     pop = global_popularity(p.full.item_col[ok], n_items, weights=p.weights[ok],
                             ts=inter["ts"].to_numpy()[ok], now=float(inter["ts"].to_numpy()[ok].max()),
                             half_life_days=cfg.popularity_half_life_days)
-    kw = dict(test_cust=tc, test_item=ti, test_channel=tch, k=e.k, n_items=n_items, groups=groups,
-              bootstrap=e.bootstrap, seed=cfg.seed, max_customers=e.max_customers)
+    kw = {"test_cust": tc, "test_item": ti, "test_channel": tch, "k": e.k, "n_items": n_items, "groups": groups,
+              "bootstrap": e.bootstrap, "seed": cfg.seed, "max_customers": e.max_customers}
     out: dict[str, dict] = {}
     models = dict(extra or {})
     if f is not None and learner:
@@ -245,8 +245,8 @@ class _DataArrays:
 def _fit(p: Prepared, models_dir: str, cfg: TrainConfig, stages: Stages, data: _DataArrays, *,
          alias: str | None, evaluate: bool, force: bool, progress: bool) -> tuple[str, dict]:
     learner = get_learner(cfg.learner, cfg.params_for(cfg.learner))
-    kw = dict(catalog=p.ds.catalog, customers=p.ds.customers, item_ids=p.full.item_ids,
-              customer_ids=p.full.customer_ids, seed=cfg.seed, progress=progress)
+    kw = {"catalog": p.ds.catalog, "customers": p.ds.customers, "item_ids": p.full.item_ids,
+              "customer_ids": p.full.customer_ids, "seed": cfg.seed, "progress": progress}
     results: dict = {}
     metrics: dict = {}
     f_eval = None

@@ -21,7 +21,7 @@ def customers_from(model, data_dir: str | None, customers_file: str | None) -> l
             raise DataError(f"--customers {customers_file}: no customer_id column")
         ids = [c for c in df["customer_id"].astype(str) if c]
         return list(dict.fromkeys(ids))
-    ids = set(str(c) for c in model.customer_ids)
+    ids = {str(c) for c in model.customer_ids}
     if data_dir:
         path = find_input(data_dir, "interactions", required=True)
         ids |= set(read_table(path)["customer_id"].astype(str)) - {""}

@@ -8,4 +8,4 @@ from recsvc.artifact.manifest import FORMAT_VERSION, Manifest, new_model_id
 from recsvc.artifact.read import LoadedModel, load_model
 from recsvc.artifact.write import write_model
 
-__all__ = ["FORMAT_VERSION", "Manifest", "new_model_id", "LoadedModel", "load_model", "write_model"]
+__all__ = ["FORMAT_VERSION", "LoadedModel", "Manifest", "load_model", "new_model_id", "write_model"]

@@ -70,7 +70,7 @@ NO_DATE_TO = 2**62
 
 
 def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+    return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
 def new_model_id(learner: str, fingerprint: str, params: dict[str, Any], when: dt.datetime | None = None) -> str:

@@ -15,7 +15,7 @@ from typing import Any
 
 from recsvc.artifact.manifest import MANIFEST, Manifest
 from recsvc.artifact.write import TMP_PREFIX
-from recsvc.errors import ArtifactError, PromotionRefused, RegistryError
+from recsvc.errors import ArtifactError, PromotionRefused, RegistryError  # noqa: F401 (re-exported)
 
 ALIASES = "aliases"
 CHAMPION = "champion"

@@ -4,11 +4,34 @@ It takes a model, the customer's live state and the request context, and returns
 reasons. The HTTP API and the batch `recsvc-train recommend` both call `rank`, so they agree.
 """
 
-from recsvc.core.types import (CHANNELS, EVENTS, Availability, Context, CustomerState, Filters,
-                               LiveEvent, RankedOffer, Ranking, RankOptions, Reason)
+from recsvc.core.types import (
+    CHANNELS,
+    EVENTS,
+    Availability,
+    Context,
+    CustomerState,
+    Filters,
+    LiveEvent,
+    RankedOffer,
+    Ranking,
+    RankOptions,
+    Reason,
+)
 
-__all__ = ["CHANNELS", "EVENTS", "Availability", "Context", "CustomerState", "Filters", "LiveEvent",
-           "RankedOffer", "Ranking", "RankOptions", "Reason", "rank"]
+__all__ = [
+    "CHANNELS",
+    "EVENTS",
+    "Availability",
+    "Context",
+    "CustomerState",
+    "Filters",
+    "LiveEvent",
+    "RankOptions",
+    "RankedOffer",
+    "Ranking",
+    "Reason",
+    "rank",
+]
 
 
 def rank(*args, **kwargs):
