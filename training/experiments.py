@@ -17,17 +17,16 @@ import math
 import os
 import time
 from collections.abc import Iterator
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
 from recsvc.core.experiment_attribution import attribute, design_from_definition, tables_from_records
 from recsvc.core.experiment_chart import render_png
 from recsvc.core.experiment_stats import analyse, summary_lines
+from training import redis_streams
 from training.errors import ConfigError, DataError
 
 PAGE = 5000
-OWN_URL_PARAMETERS = ("prefix", "stream_maxlen")
 
 
 # -- the Redis key layout (recsvc/experiments/backend.py)
@@ -40,21 +39,21 @@ def shown_key(prefix: str, experiment_id: str) -> str:
 
 
 def events_key(prefix: str) -> str:
+    """The single-server layout's event stream (the sharded layout's: training/redis_streams.py)."""
     return f"{prefix}:events"
 
 
 def connect(url: str):
-    """redis://host:port/db?prefix=P -> (client, prefix)."""
+    """redis://host:port/db?prefix=P[&cluster=1] -> (client, prefix)."""
     import redis
 
     if not url.startswith(("redis://", "rediss://", "unix://")):
         raise ConfigError(f"--store-url {url}: experiments live in the service's Redis (redis://host:port/db"
                           f"?prefix=NAME); the embedded memory:// store keeps them in the service process only")
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((v for k, v in query if k == "prefix"), "recsvc") or "recsvc"
-    clean = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in OWN_URL_PARAMETERS])))
-    return redis.Redis.from_url(clean, decode_responses=True, socket_timeout=30, socket_connect_timeout=5), prefix
+    try:
+        return redis_streams.connect(url)
+    except redis.exceptions.RedisClusterException as e:
+        raise DataError(f"experiments report: cannot reach the cluster at {url.split('?')[0]}: {e}") from e
 
 
 def _pages(r, key: str, lo: str = "-", hi: str = "+") -> Iterator[dict]:
@@ -82,10 +81,11 @@ def read_impressions(r, prefix: str, experiment_id: str) -> Iterator[dict]:
 
 
 def read_events(r, prefix: str, since: float, until: float | None) -> Iterator[dict]:
-    """The live-event stream between two times (entry ids are arrival ms; a day of slack each side)."""
+    """The live-event streams (every bucket's) between two times, in arrival order (entry ids are
+    arrival ms; a day of slack each side)."""
     lo = str(max(0, int((since - 86400) * 1000)))
     hi = "+" if until is None else str(int((until + 86400) * 1000))
-    for fields in _pages(r, events_key(prefix), lo, hi):
+    for _, _, fields in redis_streams.merged(r, redis_streams.stream_keys(r, prefix), lo, hi, PAGE):
         if "e" in fields:
             yield orjson.loads(fields["e"])
 

@@ -2,10 +2,11 @@
 `recsvc-train fit --data DIR` reads, so tomorrow's model learns from every channel's events.
 
 Sources (the service's durable record of acknowledged events):
-- `redis://host:port/db?prefix=P` — the stream `P:events` that the service's event script appends to
-  (one entry per accepted event, field `e` = the event's JSON). Read with redis-py directly: training
-  imports nothing of `recsvc.state`, so the key layout below repeats the one documented in
-  `recsvc/state/base.py` (a test checks that they agree).
+- `redis://host:port/db?prefix=P[&cluster=1]` — the event streams that the service's event script
+  appends to (one entry per accepted event, field `e` = the event's JSON): `P:events`, and in the
+  sharded layout one per bucket (training/redis_streams.py), merged in arrival order. Read with redis-py
+  directly: training imports nothing of `recsvc.state`, so the key layout below repeats the one
+  documented in `recsvc/state/base.py` (a test checks that they agree).
 - `file://PATH` — the embedded store's append-only log (`RECSVC_EVENT_LOG`); `memory://` reads the log
   at `$RECSVC_EVENT_LOG`, else `recsvc-events.jsonl` in the working folder (the service's default).
 
@@ -19,7 +20,8 @@ Writes `interactions.csv` (contract columns + `event_id`, `store_id`, `quantity`
 `recommendation_id`, `actor_type`, `actor_id`) and, with `--catalog-from`, the catalog: copied from a
 data directory (with its `stores.*` and `stock.*`), or written from a model (id, alias or path).
 Returns counts; the CLI prints them as JSON (`last_stream_id`: trim the stream up to it once the export
-is safe, `XTRIM P:events MINID <id>`; keep the id's sequence part +1 to include it).
+is safe, `XTRIM P:events MINID <id>`; keep the id's sequence part +1 to include it; `last_stream_ids`:
+the same per stream, in the sharded layout, where each stream is trimmed with its own id).
 """
 
 from __future__ import annotations
@@ -30,19 +32,19 @@ import hashlib
 import hmac
 import os
 import shutil
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import numpy as np
 import orjson
 import pandas as pd
 
 from training.errors import ConfigError, DataError
+from training.redis_streams import adopted_keys, connect, merged, stream_keys, tomb_hash
 
 COLUMNS = ("customer_id", "item_id", "event", "channel", "timestamp", "event_id", "store_id", "quantity",
            "value", "session_id", "recommendation_id", "actor_type", "actor_id")
 DEFAULT_LOG = "recsvc-events.jsonl"
 PAGE = 10_000
-OWN_URL_PARAMETERS = ("prefix", "stream_maxlen")
 
 
 # -- the Redis key layout (recsvc/state/base.py)
@@ -74,7 +76,8 @@ class _Collected:
         self.tombs: set[str] = set()
         self.adopted: dict[str, str] = {}
         self.key: bytes | None = None
-        self.last_id: str | None = None
+        self.last_id: str | None = None  # of the single-server stream P:events
+        self.last_ids: dict[str, str] = {}  # stream -> its last entry read
 
 
 def _env_key() -> bytes | None:
@@ -86,24 +89,20 @@ def read_redis(url: str) -> _Collected:
     import redis
 
     parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = next((v for k, v in query if k == "prefix"), "recsvc") or "recsvc"
-    clean = urlunsplit(parts._replace(query=urlencode([(k, v) for k, v in query if k not in OWN_URL_PARAMETERS])))
-    r = redis.Redis.from_url(clean, decode_responses=True, socket_timeout=30, socket_connect_timeout=5)
     out = _Collected()
     try:
-        start = "-"
-        while True:
-            page = r.xrange(stream_key(prefix), min=start, max="+", count=PAGE)
-            for entry_id, fields in page:
-                if "e" in fields:
-                    out.events.append(orjson.loads(fields["e"]))
-                out.last_id = entry_id
-            if len(page) < PAGE:
-                break
-            start = "(" + page[-1][0]
-        out.tombs = {k[k.index("{") + 1:-1] for k in r.scan_iter(match=tomb_pattern(prefix), count=1000)}
-        out.adopted = r.hgetall(adopted_key(prefix))
+        r, prefix = connect(url)
+    except redis.exceptions.RedisClusterException as e:
+        raise DataError(f"export-events: cannot reach the cluster at {parts.hostname}:{parts.port}: {e}") from e
+    try:
+        for key, entry_id, fields in merged(r, stream_keys(r, prefix), page=PAGE):
+            if "e" in fields:
+                out.events.append(orjson.loads(fields["e"]))
+            out.last_ids[key] = entry_id
+        out.last_id = out.last_ids.get(stream_key(prefix))
+        out.tombs = {tomb_hash(k) for k in r.scan_iter(match=tomb_pattern(prefix), count=1000)}
+        for key in adopted_keys(r, prefix):
+            out.adopted.update(r.hgetall(key))
         stored = r.get(erasure_key_name(prefix))
         out.key = _env_key() or (stored.encode() if stored else None)
     except redis.exceptions.ConnectionError as e:
@@ -269,6 +268,8 @@ def export_events(store_url: str, out: str, catalog_from: str | None = None,
     os.replace(tmp, path)
     result = {**counts, "customers": int(frame["customer_id"].nunique()) if len(frame) else 0,
               "out": out, "last_stream_id": collected.last_id}
+    if len(collected.last_ids) > 1 or (collected.last_ids and collected.last_id is None):
+        result["last_stream_ids"] = collected.last_ids
     if catalog_from:
         result["catalog"] = _copy_catalog(catalog_from, out, models_dir)
     return result

@@ -11,8 +11,9 @@ Redis key layout (`<prefix>` is the live-state store's, `?prefix=` of RECSVC_STO
                                       pseudonym), a (pseudonyms of the unit's other ids), v, ch, st, ts,
                                       it (JSON array of item ids)
     <prefix>:exp:{<id>}:report        the last report computed (JSON); kept after the experiment stops
-    <prefix>:events                   the live-state event stream (recsvc/state/base.py), read for
-                                      attribution between the start and the end + attribution window
+    <prefix>:events                   the live-state event stream (recsvc/state/base.py; in the sharded
+                                      layout one per bucket, all read), read for attribution between the
+                                      start and the end + attribution window
 
 A unit pseudonym is the salted SHA-256 of the resolved customer id (or of the identifier key of an
 anonymous device), never the id. Sizes: `assign` ~70 bytes per customer; `shown` ~100 bytes + the item
@@ -22,6 +23,7 @@ window + RETAIN_AFTER_STOP_S (the report stays).
 
 from __future__ import annotations
 
+import heapq
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -263,18 +265,29 @@ class RedisBackend:
             start = "(" + page[-1][0]
 
     def events(self, since: float, until: float | None, customers: set[str] | None) -> Iterator[dict]:
-        """The global event stream between two times (entry ids are arrival times in ms: a day of slack
-        either side keeps late-arriving events, whose own `ts` is filtered by the join)."""
-        key = events_key(self.prefix)
+        """The event streams (one, or one per bucket in the sharded layout) between two times, merged in
+        arrival order (entry ids are arrival times in ms: a day of slack either side keeps late-arriving
+        events, whose own `ts` is filtered by the join)."""
+        from recsvc.state.redis_layout import event_streams
+
         start = str(max(0, int((since - 86400) * 1000)))
         end = "+" if until is None else str(int((until + 86400) * 1000))
+        with self._guard("read events"):
+            keys = event_streams(self.r, self.prefix)
+        def tagged(n: int, key: str):
+            for entry_id, fields in self._entries(key, start, end):
+                yield _entry_order(entry_id), n, fields
+
+        for _, _, fields in heapq.merge(*(tagged(n, key) for n, key in enumerate(keys))):
+            raw = fields.get("e")
+            if raw:
+                yield orjson.loads(raw)
+
+    def _entries(self, key: str, start: str, end: str) -> Iterator[tuple[str, dict]]:
         while True:
             with self._guard("read events"):
                 page = self.r.xrange(key, min=start, max=end, count=PAGE)
-            for _, fields in page:
-                raw = fields.get("e")
-                if raw:
-                    yield orjson.loads(raw)
+            yield from page
             if len(page) < PAGE:
                 return
             start = "(" + page[-1][0]
@@ -294,6 +307,11 @@ class RedisBackend:
             pipe.expire(assign_key(self.prefix, experiment_id), int(after_s))
             pipe.expire(shown_key(self.prefix, experiment_id), int(after_s))
             pipe.execute()
+
+
+def _entry_order(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 def backend_for(state_store) -> ExperimentBackend:

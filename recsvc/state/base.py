@@ -31,12 +31,28 @@ one process, made durable by the append-only log in `recsvc.state.eventlog`) and
     <prefix>:audit                          capped stream of audit entries (field `a`: the JSON), which
                                              name their customer by a keyed hash (`subject`)
     <prefix>:audit:subjects                 hash subject -> customer id; erasure drops the customer's
+    <prefix>:shards                         the layout the data is in (0, or the N below); a store configured
+                                             otherwise refuses to run (every key name depends on it)
 
-The braces are Redis Cluster hash tags: a customer's keys share one slot, as do a store's two keys.
-Event ingestion writes the customer keys and the global stream in one Lua script (the dedup and the
-durable append are one atomic step), so it needs a single Redis primary, not Cluster. Per customer of
-a batch the script touches the tombstone and the customer's three event keys once each (one ZADD, one
-LPUSH, one RPUSH, two EXPIREs whatever the number of its events), plus one XADD per new event.
+That is the single-server layout (`shards=0`, the default without `cluster=1`). The sharded layout
+(`?shards=N`, required on a Redis Cluster: `?cluster=1`, default N=64; recsvc/state/redis_layout.py)
+puts each customer in bucket crc32(id) mod N and each identifier in bucket crc32("type:hash") mod N,
+and gives everything of a bucket the hash tag `{<prefix>:b<k>}`, so every script names keys of one slot:
+
+    <prefix>:cust:{<prefix>:b<k>}:<customer_id>:<part>   the customer keys above (events, evids, xids,
+                                             consent, ids, meta)
+    <prefix>:tomb:{<prefix>:b<k>}:<hmac>      tombstone of a customer (or identifier) of bucket k
+    <prefix>:events:{<prefix>:b<k>}           the event stream of bucket k (readers merge all N by id)
+    <prefix>:adopted:{<prefix>:b<k>}          adoptions of the anonymous profiles of bucket k
+    <prefix>:ident:{<prefix>:b<k>}:<type>:<hash>   identifier lookup; `...:op`: a link/unlink journal
+    (an anonymous profile's id is picked in its identifier's bucket, so both live in one slot)
+
+Event ingestion runs one Lua script per bucket of a batch (one per batch on the single-server layout),
+sent in one round trip per node: per customer the dedup and the durable append are one atomic step.
+An identifier link or unlink is a few ordered single-slot scripts with a journal in the identifier's
+slot, completed by whoever finds it (RedisStore.link_identifier). Per customer of a batch the script
+touches the tombstone and the customer's three event keys once each (one ZADD, one LPUSH, one RPUSH,
+two EXPIREs whatever the number of its events), plus one XADD per new event.
 A recommendation costs one round trip: customer keys + the store's stock version in one pipeline;
 the stock hash itself is re-read only when its version moved (workers cache it per version). The
 recent events decode in one call (the entries joined into one JSON array), each into a LiveEvent

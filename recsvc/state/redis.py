@@ -4,6 +4,10 @@ Request-path reads are one pipelined round trip (transaction=False). Every call 
 socket timeouts and one immediate retry (a pooled connection may predate a Redis restart); after a
 failure the store answers StoreUnavailable at once for `breaker_s` seconds, so a slow or dead Redis
 costs one timeout per worker per second instead of one per request, and recovery needs no restart.
+
+On a Redis Cluster (`?cluster=1`, the sharded key layout of state/redis_layout.py) the client is
+redis-py's RedisCluster: reads are its non-transactional pipelines, and scripts (which it cannot
+pipeline) are sent one pipeline per node by `_call_many`.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+import hiredis
 import orjson
 import redis
 from redis.backoff import NoBackoff
@@ -55,11 +60,13 @@ from recsvc.state.base import (
     mask_identifier,
     tombstone_id,
 )
+from recsvc.state.redis_layout import DEFAULT_CLUSTER_SHARDS, Layout
 from recsvc.state.redis_link import link_for
 
 UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 TOMB_NAMES = 4096  # tombstone key names kept per store (a keyed hash costs about a microsecond)
-OWN_PARAMETERS = ("prefix", "stream_maxlen")  # recsvc's own URL parameters, not redis-py's
+OWN_PARAMETERS = ("prefix", "stream_maxlen", "shards", "cluster")  # recsvc's own URL parameters
+REDIRECTED = (redis.exceptions.AskError, redis.exceptions.TryAgainError, redis.exceptions.ClusterDownError)
 
 
 def stream_maxlen(url: str) -> int:
@@ -71,6 +78,27 @@ def stream_maxlen(url: str) -> int:
                 raise StoreError(f"{url}: stream_maxlen must be a whole number of entries (0 = no cap)")
             return int(v)
     return 0
+
+def cluster_options(url: str) -> tuple[bool, int]:
+    """`?cluster=1`: a Redis Cluster (any node's address; redis-py finds the others); `?shards=N`:
+    the sharded key layout with N buckets (default 0, the single-server layout; 64 with cluster=1).
+    See recsvc/state/redis_layout.py."""
+    cluster, shards = False, None
+    for k, v in parse_qsl(urlsplit(url).query):
+        if k == "cluster":
+            if v.lower() not in ("0", "1", "yes", "no", "true", "false"):
+                raise StoreError(f"{url}: cluster must be 1 or 0")
+            cluster = v.lower() in ("1", "yes", "true")
+        elif k == "shards":
+            if not v.isdigit() or int(v) > 16384:
+                raise StoreError(f"{url}: shards must be a whole number from 0 (single server) to 16384")
+            shards = int(v)
+    if shards is None:
+        shards = DEFAULT_CLUSTER_SHARDS if cluster else 0
+    if cluster and shards == 0:
+        raise StoreError(f"{url}: a Redis Cluster needs the sharded layout (shards=N, N >= 1)")
+    return cluster, shards
+
 
 def split_url(url: str) -> tuple[str, str]:
     """redis://host:port/db?prefix=NAME -> (URL without our own parameters, prefix)."""
@@ -100,13 +128,17 @@ class RedisStore:
         where: str = "redis",
         dedup_cap: int = DEDUP_CAP,
         stream_maxlen: int = 0,
+        shards: int = 0,
     ):
         self.r = client
         self.prefix = prefix
+        self.layout = Layout(prefix, shards)
+        self.cluster = not hasattr(client, "connection_pool")  # redis.cluster.RedisCluster
+        self._layout_ok = False
         self._erasure_key = erasure_key  # None: the key shared through Redis (see _key)
         self._dedup_cap = dedup_cap
         self._maxlen = stream_maxlen
-        self.stream = f"{prefix}:events"
+        self.stream = self.layout.stream(0)  # the one stream of the single-server layout (bucket 0's)
         self._cap = events_cap
         self._ttl = ttl_s
         self._breaker_s = breaker_s
@@ -114,41 +146,80 @@ class RedisStore:
         self._where = where
         self._stock_cache: dict[str, tuple[str, StockView]] = {}
         self._tomb_names: dict[str, str] = {}
+        self._spare_anon: dict[int, list[str]] = {}  # unused anonymous ids per bucket (see _anon_ids)
         self._lock = threading.Lock()
         self._fast = link_for(client)  # the request path's own connections (None: redis-py's pool)
         self._fast_writes = link_for(client)  # the same for event ingestion's script (other connections)
         self._append = self.r.register_script(lua.APPEND)
         self._resolve = self.r.register_script(lua.RESOLVE_OR_CREATE)
-        self._link = self.r.register_script(lua.LINK)
-        self._unlink = self.r.register_script(lua.UNLINK)
+        self._link_commit = self.r.register_script(lua.LINK_COMMIT)
+        self._link_release = self.r.register_script(lua.LINK_RELEASE)
+        self._link_claim = self.r.register_script(lua.LINK_CLAIM)
+        self._unlink_commit = self.r.register_script(lua.UNLINK_COMMIT)
+        self._unlink_release = self.r.register_script(lua.UNLINK_RELEASE)
+        self._unlink_giveback = self.r.register_script(lua.UNLINK_GIVEBACK)
+        self._del_if_equal = self.r.register_script(lua.DEL_IF_EQUAL)
         self._unadopt = self.r.register_script(lua.UNADOPT)
         self._del_if_owner = self.r.register_script(lua.DEL_IF_OWNER)
-        self._audit = self.r.register_script(lua.AUDIT)
         self.audit_stream = f"{prefix}:audit"
         self.audit_subjects = f"{prefix}:audit:subjects"
 
     @classmethod
     def from_url(cls, url: str, timeout_ms: int = 250, **kw) -> RedisStore:
         clean, prefix = split_url(url)
+        cluster, shards = cluster_options(url)
         t = timeout_ms / 1000.0
+        p = urlsplit(clean)
         try:
-            client = redis.Redis.from_url(
-                clean,
-                socket_timeout=t,
-                socket_connect_timeout=t,
-                health_check_interval=15,
-                retry=Retry(NoBackoff(), 1),
-                decode_responses=True,
-                client_name="recsvc",
-            )
+            if cluster:
+                from redis.cluster import RedisCluster
+
+                if p.path.strip("/") not in ("", "0"):
+                    raise StoreError(f"{url}: a Redis Cluster has only database 0")
+                client = RedisCluster.from_url(clean, socket_timeout=t, socket_connect_timeout=t,
+                                               decode_responses=True, client_name="recsvc")
+            else:
+                client = redis.Redis.from_url(
+                    clean,
+                    socket_timeout=t,
+                    socket_connect_timeout=t,
+                    health_check_interval=15,
+                    retry=Retry(NoBackoff(), 1),
+                    decode_responses=True,
+                    client_name="recsvc",
+                )
         except ValueError as e:
             raise StoreError(f"{url}: {e}") from None
-        p = urlsplit(clean)
+        except UNAVAILABLE + (redis.exceptions.RedisClusterException,) as e:  # a Cluster client connects at once
+            raise StoreUnavailable(f"redis cluster at {p.hostname}:{p.port or 6379} unreachable: {e}") from e
         kw.setdefault("stream_maxlen", stream_maxlen(url))
-        return cls(client, prefix=prefix, where=f"redis at {p.hostname or p.path}:{p.port or 6379}", **kw)
+        kind = "redis cluster" if cluster else "redis"
+        return cls(client, prefix=prefix, where=f"{kind} at {p.hostname or p.path}:{p.port or 6379}",
+                   shards=shards, **kw)
 
     def __repr__(self) -> str:
-        return f"RedisStore({self._where}, prefix={self.prefix!r})"
+        return f"RedisStore({self._where}, prefix={self.prefix!r}, shards={self.layout.shards})"
+
+    def _check_layout(self) -> None:
+        """Record the layout at `<prefix>:shards` (first store to run) or check that it is the recorded
+        one: with another shard count every key name would differ and the data seem gone."""
+        name = self.layout.shards_key
+        try:
+            found = self.r.get(name)
+            if found is None and self.layout.bucketed and self.r.exists(Layout(self.prefix).stream()):
+                raise StoreError(f"{self._where}: prefix {self.prefix!r} holds data in the single-server layout "
+                                 f"({self.prefix}:events); the sharded layout (shards={self.layout.shards}) "
+                                 "would not see it: keep shards=0 or move the data to a new prefix")
+            if found is None:
+                self.r.set(name, self.layout.shards, nx=True)
+                found = self.r.get(name)
+        except UNAVAILABLE as e:
+            raise self._failed("layout check", e) from e
+        if found is not None and found != str(self.layout.shards):
+            raise StoreError(f"{self._where}: prefix {self.prefix!r} holds data in the layout shards={found} "
+                             f"({name}); this store is configured with shards={self.layout.shards}, and every "
+                             "key name depends on it: use the recorded value")
+        self._layout_ok = True
 
     # -- the erasure key
     @property
@@ -167,28 +238,28 @@ class RedisStore:
 
     # -- keys
     def _cust(self, customer_id: str, part: str) -> str:
-        return f"{self.prefix}:cust:{{{customer_id}}}:{part}"
+        return self.layout.cust_base(customer_id) + part
 
     def _tomb(self, customer_id: str) -> str:
         """The customer's tombstone key; the keyed hash is remembered for the TOMB_NAMES customers seen
         last (every read and every ingested event needs it)."""
         name = self._tomb_names.get(customer_id)
         if name is None:
-            name = f"{self.prefix}:tomb:{{{tombstone_id(self._key, customer_id)}}}"
+            name = self.layout.tomb(customer_id, tombstone_id(self._key, customer_id))
             if len(self._tomb_names) >= TOMB_NAMES:
                 self._tomb_names.clear()
             self._tomb_names[customer_id] = name
         return name
 
     def _ident(self, type_: str, value: str) -> str:
-        return f"{self.prefix}:ident:{{{identifier_key(type_, value)}}}"
+        return self.layout.ident(identifier_key(type_, value))
 
     def _ident_at(self, key: str) -> str:
         """The ident key of an identifier given as `type:hash` (what the ids hash holds)."""
-        return f"{self.prefix}:ident:{{{key}}}"
+        return self.layout.ident(key)
 
     def _ident_tomb(self, key: str) -> str:
-        return f"{self.prefix}:tomb:{{{tombstone_id(self._key, 'ident:' + key)}}}"
+        return self.layout.tomb(key, tombstone_id(self._key, "ident:" + key))
 
     def _stock(self, store_id: str) -> str:
         return f"{self.prefix}:stock:{{{store_id}}}"
@@ -208,6 +279,8 @@ class RedisStore:
     def _check_breaker(self, what: str) -> None:
         if time.monotonic() < self._down_until:
             raise StoreUnavailable(f"{self._where} unreachable; {what} not attempted (retrying shortly)")
+        if not self._layout_ok:
+            self._check_layout()
 
     def _failed(self, what: str, e: BaseException) -> StoreUnavailable:
         """Open the breaker; the StoreUnavailable to raise (the request path's `_guard` without a
@@ -218,7 +291,13 @@ class RedisStore:
     def _roundtrip(self, commands: list[tuple]) -> list:
         """Send `commands` in one write and read every reply: a non-transactional pipeline without
         redis-py's Pipeline object (a fifth of the cost of the request path's read). One retry on a fresh
-        connection, as the client's own retry does (a pooled connection may predate a Redis restart)."""
+        connection, as the client's own retry does (a pooled connection may predate a Redis restart).
+        On a Cluster: redis-py's pipeline, which sends each node its commands."""
+        if self.cluster:
+            pipe = self.r.pipeline(transaction=False)
+            for cmd in commands:
+                pipe.execute_command(*cmd)
+            return pipe.execute()
         pool = self.r.connection_pool
         for attempt in (0, 1):
             conn = pool.get_connection()
@@ -255,6 +334,46 @@ class RedisStore:
                 self.r.script_load(script.script)
         raise AssertionError("unreachable")
 
+    def _call_many(self, calls: list[tuple]) -> list:
+        """Run several (script, keys, args) in one round trip per Redis node: one write on the fast link
+        (single server), one pipeline per node (Cluster; a call redirected meanwhile is re-run through
+        redis-py, which follows the redirection). Each call's keys must share one slot."""
+        if len(calls) == 1:
+            script, keys, args = calls[0]
+            return [self._call(script, keys, args)]
+        if self._fast_writes is not None:
+            out = self._fast_writes.send([("EVALSHA", s.sha, len(k), *k, *a) for s, k, a in calls]
+                                         ).replies(raise_errors=False)
+            for i, reply in enumerate(out):
+                if isinstance(reply, hiredis.ReplyError):
+                    if not str(reply).startswith("NOSCRIPT"):
+                        raise redis.exceptions.ResponseError(str(reply))
+                    out[i] = self._call(*calls[i])  # loads the script, runs only this call again
+            return out
+        if not self.cluster:
+            pipe = self.r.pipeline(transaction=False)
+            for script, keys, args in calls:
+                script(keys=keys, args=args, client=pipe)
+            return pipe.execute()
+        by_node: dict[str, tuple] = {}
+        for i, (_, keys, _) in enumerate(calls):
+            node = self.r.get_node_from_key(keys[0])
+            by_node.setdefault(node.name, (node, []))[1].append(i)
+        out = [None] * len(calls)
+        for node, idx in by_node.values():
+            pipe = self.r.get_redis_connection(node).pipeline(transaction=False)
+            for i in idx:
+                script, keys, args = calls[i]
+                script(keys=keys, args=args, client=pipe)
+            for i, reply in zip(idx, pipe.execute(raise_on_error=False)):
+                if isinstance(reply, REDIRECTED):
+                    script, keys, args = calls[i]
+                    reply = script(keys=keys, args=args)
+                elif isinstance(reply, Exception):
+                    raise reply
+                out[i] = reply
+        return out
+
     # -- the request path
     def get_state(
         self, customer_id: str | None, store_id: str | None
@@ -277,7 +396,7 @@ class RedisStore:
             return PendingState(self, customer_id, store_id, None, [])
         self._check_breaker("get_state")
         try:
-            if self._fast is None:
+            if self._fast is None or self.cluster:
                 return PendingState(self, customer_id, store_id, None, self._roundtrip(cmds))
             return PendingState(self, customer_id, store_id, self._fast.send(cmds), None)
         except UNAVAILABLE as e:
@@ -323,54 +442,128 @@ class RedisStore:
         if not identifiers:
             return []
         with self._guard("resolve_or_create"):
-            pipe = self.r.pipeline(transaction=False)
+            calls, new_ids = [], []
             for type_, value in identifiers:
                 key = identifier_key(type_, value)
-                new = ANON_PREFIX + uuid.uuid4().hex[:20]
+                new = self._anon_id(key)
+                new_ids.append((key, new))
                 rec = orjson.dumps(identifier_record(mask_identifier(type_, value), provenance))
-                self._resolve(keys=[self._ident_at(key), self._ident_tomb(key), self._cust(new, "meta"),
-                                    self._cust(new, "ids")],
-                              args=[new, key, rec, self._ttl, self.prefix], client=pipe)
-            return pipe.execute()
+                calls.append((self._resolve, [self._ident_at(key), self._ident_tomb(key), self._cust(new, "meta"),
+                                              self._cust(new, "ids")],
+                              [new, key, rec, self._ttl, *self.layout.cust_affixes(key)]))
+            found = self._call_many(calls)
+        self._spare(id_ for (_, id_), got in zip(new_ids, found) if got != id_)
+        return [r or None for r in found]
+
+    def _anon_id(self, key: str) -> str:
+        """A new anonymous profile id in the identifier's bucket (its keys then share the identifier's
+        slot). Finding one costs about `shards` crc32s, and most lookups find the identifier known, so
+        ids a lookup did not use are kept for the next (never two lookups at once: taken under a lock)."""
+        b = self.layout.bucket(key)
+        with self._lock:
+            spare = self._spare_anon.get(b)
+            if spare:
+                return spare.pop()
+        return self.layout.anon_id(ANON_PREFIX, key)
+
+    def _spare(self, unused: Iterable[str]) -> None:
+        with self._lock:
+            for anon in unused:
+                kept = self._spare_anon.setdefault(self.layout.bucket(anon), [])
+                if len(kept) < 4:
+                    kept.append(anon)
 
     def link_identifier(self, customer_id: str, type_: str, value: str,
                         provenance: Provenance | None = None) -> LinkOutcome:
+        """Ordered steps, each on one slot: commit the new owner and a journal in the identifier's slot
+        (checked against the owner read before it), then the previous owner gives the identifier up
+        (an anonymous profile is adopted: its recent events come along), then the customer's record and
+        the copies; the journal goes last. A crash leaves the journal; the next link or unlink of the
+        identifier completes it first (every step is idempotent), so no step is lost or done twice."""
         key = identifier_key(type_, value)
         prov = provenance or Provenance(at=time.time(), by_type="system")
-        rec = orjson.dumps(identifier_record(mask_identifier(type_, value), prov))
+        rec = orjson.dumps(identifier_record(mask_identifier(type_, value), prov)).decode()
+        ident, op = self._ident_at(key), self.layout.ident_op(key)
         with self._guard("link_identifier"):
-            owner = self.r.get(self._ident_at(key)) or ""
-            for _ in range(5):  # optimistic: the script refuses when the owner changed since the read
-                o = owner or customer_id
-                status, owner_now, copied = self._link(
-                    keys=[self._ident_at(key), self._cust(customer_id, "ids"), self._cust(customer_id, "events"),
-                          self._cust(customer_id, "evids"), self._tomb(customer_id), self._ident_tomb(key),
-                          f"{self.prefix}:adopted", self._cust(o, "ids"), self._cust(o, "events"),
-                          self._cust(o, "meta")],
-                    args=[customer_id, owner, key, rec, self._cap, self._ttl, int(time.time() * 1000)])
-                if status != "retry":
-                    return LinkOutcome(status, owner_now or None, int(copied))
-                owner = owner_now
+            for _ in range(5):
+                self._complete(key)
+                if self.r.exists(self._tomb(customer_id)):
+                    return LinkOutcome("erased", None, 0)
+                owner = self.r.get(ident) or ""
+                journal = orjson.dumps({"k": "link", "c": customer_id, "o": owner, "f": key, "rec": rec,
+                                        "n": uuid.uuid4().hex}).decode()
+                status, _ = self._call(self._link_commit, [ident, self._ident_tomb(key), op],
+                                       [customer_id, owner, journal])
+                if status == "already":
+                    return LinkOutcome("already", owner, 0)
+                if status == "ok":
+                    return self._finish_link(orjson.loads(journal), journal)
         raise StoreUnavailable(f"{self._where}: identifier kept changing owner during link_identifier; retry")
 
+    def _finish_link(self, j: dict, journal: str) -> LinkOutcome:
+        c, owner, key = j["c"], j["o"], j["f"]
+        adopted, rows = "", []
+        if owner:
+            got = self._call(self._link_release, [self._cust(owner, "ids"), self._cust(owner, "meta"),
+                                                  self.layout.adopted(owner), self._cust(owner, "events")],
+                             [key, c, self._cap, owner])
+            if int(got[0]) == 1:
+                adopted, rows = owner, got[1:]
+        copied = self._call(self._link_claim, [self._tomb(c), self._cust(c, "ids"), self._cust(c, "events"),
+                                               self._cust(c, "evids")],
+                            [c, key, j["rec"], adopted, self._cap, self._ttl, int(time.time() * 1000), *rows])
+        if int(copied) < 0:  # erased since the commit: the identifier must not lead to it
+            self._call(self._del_if_owner, [self._ident_at(key)], [c])
+            self.r.set(self._ident_tomb(key), "1")
+        self._call(self._del_if_equal, [self.layout.ident_op(key)], [journal])
+        if int(copied) < 0:
+            return LinkOutcome("erased", None, 0)
+        status = "adopted" if adopted else "moved" if owner else "linked"
+        return LinkOutcome(status, owner or None, int(copied))
+
     def unlink_identifier(self, customer_id: str, type_: str, value: str) -> bool:
+        """Ordered steps like link_identifier: commit (the identifier goes back to the profile the link
+        adopted, or away) with a journal; the customer drops its record and the copied events; the
+        profile gets its record back (or, no longer adopted by the customer, the identifier is dropped)."""
         key = identifier_key(type_, value)
+        ident, op = self._ident_at(key), self.layout.ident_op(key)
         with self._guard("unlink_identifier"):
             for _ in range(5):
+                self._complete(key)
                 raw = self.r.hget(self._cust(customer_id, "ids"), key)
                 rec = orjson.loads(raw) if raw else {}
                 anon = rec.get("adopted") or ""
                 back = {k: v for k, v in rec.items() if k != "adopted"}
                 back.update(at=time.time(), by_type="system")
-                p = anon or customer_id
-                done = self._unlink(
-                    keys=[self._ident_at(key), self._cust(customer_id, "ids"), self._cust(customer_id, "events"),
-                          self._cust(customer_id, "evids"), f"{self.prefix}:adopted", self._cust(p, "ids"),
-                          self._cust(p, "meta")],
-                    args=[customer_id, key, anon, orjson.dumps(back), self._ttl, self._cap])
-                if done >= 0:
-                    return done == 1
+                journal = orjson.dumps({"k": "unlink", "c": customer_id, "a": anon, "f": key,
+                                        "rec": orjson.dumps(back).decode(), "n": uuid.uuid4().hex}).decode()
+                done = self._call(self._unlink_commit, [ident, op], [customer_id, anon, self._ttl, journal])
+                if done == "pending":
+                    continue
+                if int(done) == 0:
+                    return False
+                self._finish_unlink(orjson.loads(journal), journal)
+                return True
         raise StoreUnavailable(f"{self._where}: identifier record kept changing during unlink_identifier; retry")
+
+    def _finish_unlink(self, j: dict, journal: str) -> None:
+        c, anon, key = j["c"], j["a"], j["f"]
+        self._call(self._unlink_release, [self._cust(c, "ids"), self._cust(c, "events"), self._cust(c, "evids")],
+                   [key, anon, self._ttl, self._cap])
+        if anon:
+            back = self._call(self._unlink_giveback, [self._cust(anon, "meta"), self.layout.adopted(anon),
+                                                      self._cust(anon, "ids")],
+                              [c, key, j["rec"], self._ttl, anon])
+            if int(back) == 0:  # the profile is no longer this customer's: the identifier is nobody's
+                self._call(self._del_if_owner, [self._ident_at(key)], [anon])
+        self._call(self._del_if_equal, [self.layout.ident_op(key)], [journal])
+
+    def _complete(self, key: str) -> None:
+        """Finish a link or unlink of the identifier that a crash (or a concurrent call) left half done."""
+        journal = self.r.get(self.layout.ident_op(key))
+        if journal:
+            j = orjson.loads(journal)
+            (self._finish_link if j["k"] == "link" else self._finish_unlink)(j, journal)
 
     def identifiers(self, customer_id: str) -> list[LinkedIdentifier]:
         with self._guard("identifiers"):
@@ -397,25 +590,32 @@ class RedisStore:
 
     # -- events
     def append_events(self, events: Sequence[StoredEvent]) -> AppendResult:
-        """One script call for the whole batch (dedup, stream, recent list, erasure index: atomic)."""
+        """One script call per bucket of the batch (one for all on the single-server layout), sent in
+        one round trip per node; per customer, dedup, stream, recent list and erasure index are atomic."""
         by_customer: dict[str, list[StoredEvent]] = {}
         for e in events:
             by_customer.setdefault(e.customer_id, []).append(e)
         if not by_customer:
             return AppendResult(0, 0, 0)
-        keys = [self.stream]
-        args: list = [self._cap, self._ttl, int(time.time() * 1000), self._dedup_cap, XIDS_TTL_S, self._maxlen,
-                      EVENTS_SLACK]
+        head = [self._cap, self._ttl, int(time.time() * 1000), self._dedup_cap, XIDS_TTL_S, self._maxlen,
+                EVENTS_SLACK]
+        layout = self.layout
+        calls: dict[int, tuple] = {}
         dumps, to_dict, row = orjson.dumps, event_to_dict, event_row
         for c, evs in by_customer.items():
-            base = f"{self.prefix}:cust:{{{c}}}:"
+            b = layout.bucket(c)
+            call = calls.get(b)
+            if call is None:
+                call = calls[b] = (self._append, [layout.stream(b)], list(head))
+            keys, args = call[1], call[2]
+            base = layout.cust_base(c)
             keys += (self._tomb(c), base + "events", base + "evids", base + "xids")
             args.append(len(evs))
             for e in evs:  # the stream's JSON object, the recent list's row
                 args += (e.event_id, dumps(to_dict(e)), dumps(row(e)))
         with self._guard("append_events"):
-            acc, dup, gone = self._call(self._append, keys, args)
-        return AppendResult(int(acc), int(dup), int(gone))
+            replies = self._call_many(list(calls.values()))
+        return AppendResult(*(sum(int(r[i]) for r in replies) for i in range(3)))
 
     def recent_events(self, customer_id: str, limit: int = EVENTS_CAP) -> list[StoredEvent]:
         if limit <= 0:
@@ -492,14 +692,17 @@ class RedisStore:
                 pipe.lrange(self._cust(c, "xids"), 0, -1)
             xids = pipe.execute()
             pipe = self.r.pipeline(transaction=False)
+            scripts = []
             for c, entries in zip(gone, xids):
                 for key in ids[c]:
-                    self._del_if_owner(keys=[self._ident_at(key)], args=[c], client=pipe)
+                    scripts.append((self._del_if_owner, [self._ident_at(key)], [c]))
                     pipe.set(self._ident_tomb(key), "1")
+                stream = self.layout.stream(self.layout.bucket(c))
                 for k in range(0, len(entries), 1000):
-                    pipe.xdel(self.stream, *entries[k:k + 1000])
-                pipe.delete(*(self._cust(c, p) for p in ("events", "evids", "xids", "consent", "ids", "meta")))
-                pipe.hdel(f"{self.prefix}:adopted", c)
+                    pipe.xdel(stream, *entries[k:k + 1000])
+                for p in ("events", "evids", "xids", "consent", "ids", "meta"):
+                    pipe.delete(self._cust(c, p))
+                pipe.hdel(self.layout.adopted(c), c)
                 pipe.hdel(self.audit_subjects, audit_subject(self._key, c))
             adopter = meta.get("adopted_by")
             if adopter and adopter not in gone:  # an adopted profile: its copies leave the adopter's list
@@ -507,9 +710,11 @@ class RedisStore:
                     rec = orjson.loads(raw)
                     if rec.get("adopted") == customer_id:
                         rec.pop("adopted")
-                        self._unadopt(keys=[self._cust(adopter, "ids"), self._cust(adopter, "events"),
-                                            self._cust(adopter, "evids")],
-                                      args=[key, orjson.dumps(rec), self._ttl, self._cap], client=pipe)
+                        scripts.append((self._unadopt, [self._cust(adopter, "ids"), self._cust(adopter, "events"),
+                                                        self._cust(adopter, "evids")],
+                                        [key, orjson.dumps(rec), self._ttl, self._cap]))
+            if scripts:
+                self._call_many(scripts)
             pipe.execute()
         return len(gone)
 
@@ -523,15 +728,19 @@ class RedisStore:
             return int(pipe.execute()[0])
 
     def audit_append(self, record: Mapping, customer_id: str | None) -> None:
+        """The mapping is written, then the tombstone looked at (erasure writes its tombstone, then drops
+        the mapping): whichever comes last, an erased customer keeps no mapping (keys of three slots, so
+        no script)."""
         rec = dict(record)
-        subject = ""
-        tomb = self.audit_stream
         with self._guard("audit_append"):
+            pipe = self.r.pipeline(transaction=False)
             if customer_id is not None:
                 subject = rec["subject"] = audit_subject(self._key, customer_id)
-                tomb = self._tomb(customer_id)
-            self._audit(keys=[self.audit_stream, self.audit_subjects, tomb],
-                        args=[AUDIT_CAP, orjson.dumps(rec), subject, customer_id or ""])
+                pipe.hset(self.audit_subjects, subject, customer_id)
+            pipe.xadd(self.audit_stream, {"a": orjson.dumps(rec)}, maxlen=AUDIT_CAP, approximate=True)
+            pipe.execute()
+            if customer_id is not None and self.r.exists(self._tomb(customer_id)):
+                self.r.hdel(self.audit_subjects, subject)
 
     def audit_read(self, limit: int = 100, customer_id: str | None = None, where: Mapping | None = None,
                    since: float | None = None) -> list[dict]:

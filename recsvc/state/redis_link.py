@@ -55,8 +55,9 @@ class _Conn:
         self.unread = replies
         self.sock.sendall(payload)
 
-    def read(self) -> list:
-        """Every reply of the last send; ResponseError (after reading them all) if one is an error."""
+    def read(self, raise_errors: bool = True) -> list:
+        """Every reply of the last send; ResponseError (after reading them all) if one is an error
+        (raise_errors=False: errors are left in the list, as hiredis.ReplyError)."""
         out = []
         reader, sock, buf = self.reader, self.sock, self.buf
         while len(out) < self.unread:
@@ -69,6 +70,8 @@ class _Conn:
                 continue
             out.append(r)
         self.unread = 0
+        if not raise_errors:
+            return out
         for r in out:
             if isinstance(r, hiredis.ReplyError):
                 raise redis.exceptions.ResponseError(str(r))
@@ -172,10 +175,10 @@ class Pending:
     def __init__(self, link: Link, conn: _Conn, payload: bytes, count: int, retried: bool):
         self.link, self.conn, self.payload, self.count, self.retried = link, conn, payload, count, retried
 
-    def replies(self) -> list:
+    def replies(self, raise_errors: bool = True) -> list:
         conn = self.conn
         try:
-            out = conn.read()
+            out = conn.read(raise_errors)
         except (redis.exceptions.ConnectionError, OSError):
             conn.close()
             if self.retried:
@@ -183,7 +186,7 @@ class Pending:
             conn = self.link._connect()  # the pooled connection was stale: once more on a fresh one
             try:
                 conn.send(self.payload, self.count)
-                out = conn.read()
+                out = conn.read(raise_errors)
             except BaseException:
                 conn.close()
                 raise
@@ -200,8 +203,10 @@ class Pending:
 
 def link_for(client: redis.Redis) -> Link | None:
     """A Link with the client's connection settings, or None when they need redis-py (TLS, unix
-    socket, RESP3, credential providers, other encodings...)."""
-    pool = client.connection_pool
+    socket, RESP3, credential providers, other encodings, a Cluster client...)."""
+    pool = getattr(client, "connection_pool", None)
+    if pool is None:  # redis.cluster.RedisCluster: redis-py routes every command by slot
+        return None
     kw = pool.connection_kwargs
     if pool.connection_class is not redis.connection.Connection or not set(kw) <= HANDLED | NEUTRAL | set(REQUIRED):
         return None

@@ -1,9 +1,10 @@
 """Lua scripts of RedisStore's writes: each is one atomic step on the server (key layout: state/base.py).
 
-APPEND is the durable write of `POST /v1/events`: the per-customer dedup, the global stream `XADD`,
-the customer's capped recent list and the erasure index are one script, so an event is either in all
-of them or in none, and a tombstone checked inside the same script cannot race a late event.
-The scripts touch keys of several hash slots (the global stream), so they need a single primary.
+APPEND is the durable write of `POST /v1/events`: the per-customer dedup, the stream `XADD`, the
+customer's capped recent list and the erasure index are one script, so an event is either in all of
+them or in none, and a tombstone checked inside the same script cannot race a late event.
+Every script names keys of one hash slot in the sharded layout (state/redis_layout.py): APPEND runs
+once per bucket of a batch, identifier links are ordered steps (see LINK_COMMIT).
 """
 
 from __future__ import annotations
@@ -110,15 +111,17 @@ return {acc, dup, gone}
 """
 
 # KEYS: ident, ident tomb, new profile's meta, new profile's ids.
-# ARGV: new id, field (type:hash), identifier record json, ttl, prefix.
+# ARGV: new id, field (type:hash), identifier record json, ttl, then what a customer key of the
+# identifier's bucket has before and after the customer id (an owner with a TTL is an anonymous profile
+# made here, so its keys are in this slot: their TTL is refreshed with the identifier's).
 # Returns the customer id, or nil when the identifier belongs to an erased customer.
 RESOLVE_OR_CREATE = """
 local cur = redis.call('GET', KEYS[1])
 if cur then
   if redis.call('TTL', KEYS[1]) > 0 then
     redis.call('EXPIRE', KEYS[1], ARGV[4])
-    redis.call('EXPIRE', ARGV[5] .. ':cust:{' .. cur .. '}:meta', ARGV[4])
-    redis.call('EXPIRE', ARGV[5] .. ':cust:{' .. cur .. '}:ids', ARGV[4])
+    redis.call('EXPIRE', ARGV[5] .. cur .. ARGV[6] .. 'meta', ARGV[4])
+    redis.call('EXPIRE', ARGV[5] .. cur .. ARGV[6] .. 'ids', ARGV[4])
   end
   return cur
 end
@@ -168,73 +171,119 @@ local function drop_via(events, evids, field, ttl, cap)
 end
 """
 
-# KEYS: 1 ident, 2 c ids, 3 c events, 4 c evids, 5 c tomb, 6 ident tomb, 7 adopted (global hash),
-#       8 owner ids, 9 owner events, 10 owner meta (the current owner's, read before; placeholders if none).
-# ARGV: 1 customer, 2 expected owner ('' none), 3 field, 4 record json, 5 cap, 6 ttl, 7 now_ms.
-# Returns {status, previous owner, copied events}; status 'retry' when the owner changed meanwhile.
-LINK = _ROWS + """
-if redis.call('EXISTS', KEYS[5]) == 1 then return {'erased', '', 0} end
+# Identifier links and unlinks touch the identifier's slot and the slots of two customers, so they are
+# ordered steps, each one script on one slot (RedisStore.link_identifier): COMMIT changes the lookup key
+# and writes a journal (`<ident>:op`) in the identifier's slot; RELEASE / CLAIM / GIVEBACK bring the
+# customers' records in line; the journal is deleted last. Every step is idempotent, so whoever finds
+# a journal (a crash between steps) completes it by running the steps again.
+
+# KEYS: 1 ident, 2 ident tomb, 3 journal. ARGV: 1 customer, 2 expected owner ('' none), 3 journal json.
+# Returns {status, owner}: 'pending' (a journal exists: complete it first), 'retry' (the owner changed
+# since it was read), 'already', 'ok' (committed).
+LINK_COMMIT = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'pending', ''} end
 local cur = redis.call('GET', KEYS[1]) or ''
-if cur ~= ARGV[2] then return {'retry', cur, 0} end
-if cur == ARGV[1] then return {'already', cur, 0} end
-redis.call('DEL', KEYS[6])
+if cur ~= ARGV[2] then return {'retry', cur} end
+if cur == ARGV[1] then return {'already', cur} end
+redis.call('DEL', KEYS[2])
 redis.call('SET', KEYS[1], ARGV[1])
-local rec, status, copied = ARGV[4], 'linked', 0
-if cur ~= '' then
-  redis.call('HDEL', KEYS[8], ARGV[3])
-  if redis.call('HGET', KEYS[10], 'anon') == '1' and not redis.call('HGET', KEYS[10], 'adopted_by') then
-    status = 'adopted'
-    redis.call('HSET', KEYS[10], 'adopted_by', ARGV[1])
-    redis.call('HSET', KEYS[7], cur, ARGV[1])
-    rec = string.sub(rec, 1, -2) .. ',"adopted":' .. cjson.encode(cur) .. '}'
-    local all = {}
-    local cap = tonumber(ARGV[5])
-    for _, js in ipairs(redis.call('LRANGE', KEYS[3], 0, cap - 1)) do
-      table.insert(all, {row_ts(cjson.decode(js)), js})
-    end
-    for _, js in ipairs(redis.call('LRANGE', KEYS[9], 0, cap - 1)) do
-      local e = cjson.decode(js)
-      if redis.call('ZADD', KEYS[4], 'NX', ARGV[7], row_id(e)) == 1 then
-        table.insert(all, {row_ts(e), as_copy(js, e, ARGV[1], ARGV[3])})
-        copied = copied + 1
-      end
-    end
-    if copied > 0 then
-      table.sort(all, function(x, y) return x[1] > y[1] end)
-      redis.call('DEL', KEYS[3])
-      for i = 1, math.min(#all, tonumber(ARGV[5])) do redis.call('RPUSH', KEYS[3], all[i][2]) end
-      redis.call('EXPIRE', KEYS[3], ARGV[6])
-      redis.call('EXPIRE', KEYS[4], ARGV[6])
-    end
-  else
-    status = 'moved'
-  end
-end
-redis.call('HSET', KEYS[2], ARGV[3], rec)
-return {status, cur, copied}
+redis.call('SET', KEYS[3], ARGV[3])
+return {'ok', cur}
 """
 
-# KEYS: 1 ident, 2 c ids, 3 c events, 4 c evids, 5 adopted (global), 6 profile ids, 7 profile meta.
-# ARGV: 1 customer, 2 field, 3 adopted profile ('' none), 4 record json given back to it, 5 ttl, 6 cap.
-# Returns 1 unlinked, 0 not linked to this customer, -1 the record changed meanwhile (retry).
-UNLINK = _DROP_VIA + """
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
-local r = redis.call('HGET', KEYS[2], ARGV[2])
-local adopted = ''
-if r then adopted = cjson.decode(r).adopted or '' end
-if adopted ~= ARGV[3] then return -1 end
-redis.call('HDEL', KEYS[2], ARGV[2])
-if adopted ~= '' and redis.call('HGET', KEYS[7], 'adopted_by') == ARGV[1] then
-  redis.call('HDEL', KEYS[7], 'adopted_by')
-  redis.call('HDEL', KEYS[5], adopted)
-  drop_via(KEYS[3], KEYS[4], ARGV[2], ARGV[5], tonumber(ARGV[6]))
-  redis.call('SET', KEYS[1], adopted, 'EX', ARGV[5])
-  redis.call('HSET', KEYS[6], ARGV[2], ARGV[4])
-  redis.call('EXPIRE', KEYS[6], ARGV[5])
-else
-  redis.call('DEL', KEYS[1])
+# The previous owner gives the identifier up; an anonymous profile not adopted yet (or adopted by this
+# customer: a repeated step) is adopted and its recent events returned for copying.
+# KEYS: 1 owner ids, 2 owner meta, 3 adoption hash (owner's bucket), 4 owner events.
+# ARGV: 1 field (type:hash), 2 customer, 3 cap, 4 owner id. Returns {1, events...} adopted, {0} moved.
+LINK_RELEASE = """
+redis.call('HDEL', KEYS[1], ARGV[1])
+if redis.call('HGET', KEYS[2], 'anon') == '1' then
+  local by = redis.call('HGET', KEYS[2], 'adopted_by')
+  if not by or by == ARGV[2] then
+    redis.call('HSET', KEYS[2], 'adopted_by', ARGV[2])
+    redis.call('HSET', KEYS[3], ARGV[4], ARGV[2])
+    local out = {1}
+    for _, js in ipairs(redis.call('LRANGE', KEYS[4], 0, tonumber(ARGV[3]) - 1)) do out[#out + 1] = js end
+    return out
+  end
 end
+return {0}
+"""
+
+# The customer takes the identifier: its record, and the adopted profile's events copied into its recent
+# list (new ids only: a repeated step copies nothing twice).
+# KEYS: 1 c tomb, 2 c ids, 3 c events, 4 c evids.
+# ARGV: 1 customer, 2 field, 3 record json, 4 adopted profile ('' none), 5 cap, 6 ttl, 7 now_ms,
+#       8.. the profile's recent-list entries (newest first). Returns copied events, -1: customer erased.
+LINK_CLAIM = _ROWS + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return -1 end
+local rec, copied = ARGV[3], 0
+if ARGV[4] ~= '' then rec = string.sub(rec, 1, -2) .. ',"adopted":' .. cjson.encode(ARGV[4]) .. '}' end
+redis.call('HSET', KEYS[2], ARGV[2], rec)
+if #ARGV >= 8 then
+  local all = {}
+  local cap = tonumber(ARGV[5])
+  for _, js in ipairs(redis.call('LRANGE', KEYS[3], 0, cap - 1)) do
+    table.insert(all, {row_ts(cjson.decode(js)), js})
+  end
+  for i = 8, #ARGV do
+    local js = ARGV[i]
+    local e = cjson.decode(js)
+    if redis.call('ZADD', KEYS[4], 'NX', ARGV[7], row_id(e)) == 1 then
+      table.insert(all, {row_ts(e), as_copy(js, e, ARGV[1], ARGV[2])})
+      copied = copied + 1
+    end
+  end
+  if copied > 0 then
+    table.sort(all, function(x, y) return x[1] > y[1] end)
+    redis.call('DEL', KEYS[3])
+    for i = 1, math.min(#all, cap) do redis.call('RPUSH', KEYS[3], all[i][2]) end
+    redis.call('EXPIRE', KEYS[3], ARGV[6])
+    redis.call('EXPIRE', KEYS[4], ARGV[6])
+  end
+end
+return copied
+"""
+
+# KEYS: 1 ident, 2 journal. ARGV: 1 customer, 2 adopted profile ('' none), 3 ttl, 4 journal json.
+# The identifier goes back to the adopted profile (GIVEBACK checks that it still may) or is dropped.
+# Returns 'pending' (complete the journal first), 0 not linked to this customer, 1 committed.
+UNLINK_COMMIT = """
+if redis.call('EXISTS', KEYS[2]) == 1 then return 'pending' end
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' then redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3]) else redis.call('DEL', KEYS[1]) end
+redis.call('SET', KEYS[2], ARGV[4])
 return 1
+"""
+
+# The customer drops its record and the events copied through the identifier.
+# KEYS: 1 c ids, 2 c events, 3 c evids. ARGV: 1 field, 2 adopted profile ('' none), 3 ttl, 4 cap.
+UNLINK_RELEASE = _DROP_VIA + """
+redis.call('HDEL', KEYS[1], ARGV[1])
+if ARGV[2] ~= '' then drop_via(KEYS[2], KEYS[3], ARGV[1], ARGV[3], tonumber(ARGV[4])) end
+return 1
+"""
+
+# The adopted profile gets its identifier back, if it is still adopted by this customer.
+# KEYS: 1 profile meta, 2 adoption hash (its bucket), 3 profile ids. ARGV: 1 customer, 2 field,
+# 3 record json, 4 ttl, 5 profile id. Returns 1 given back (now or by an earlier run), 0 not.
+UNLINK_GIVEBACK = """
+local by = redis.call('HGET', KEYS[1], 'adopted_by')
+if by == ARGV[1] then
+  redis.call('HDEL', KEYS[1], 'adopted_by')
+  redis.call('HDEL', KEYS[2], ARGV[5])
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])
+  redis.call('EXPIRE', KEYS[3], ARGV[4])
+  return 1
+end
+if not by and redis.call('HEXISTS', KEYS[3], ARGV[2]) == 1 then return 1 end
+return 0
+"""
+
+# KEYS[1] a journal; ARGV[1] its json: delete it only if it is still that one.
+DEL_IF_EQUAL = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0
 """
 
 # An adopted profile was erased: its copied events leave the adopter's list, the record forgets it.
@@ -249,14 +298,4 @@ return 1
 DEL_IF_OWNER = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
-"""
-
-# Append an audit entry; map its customer's keyed hash to the id unless the customer is erased.
-# KEYS: audit stream, audit subjects hash, the customer's tombstone (or the stream again when none)
-# ARGV: maxlen, entry JSON, subject ('' when the entry names no customer), customer id
-AUDIT = """
-if ARGV[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 0 then
-  redis.call('HSET', KEYS[2], ARGV[3], ARGV[4])
-end
-return redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'a', ARGV[2])
 """

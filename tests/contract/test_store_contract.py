@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import socket
 import time
+import uuid
 
 import pytest
 
@@ -18,17 +19,26 @@ from recsvc.state.redis import RedisStore
 from tests.conftest import REDIS_URL
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis),
+                        pytest.param("redis-sharded", marks=pytest.mark.redis),
+                        pytest.param("redis-cluster", marks=pytest.mark.redis)])
 def make_store(request):
-    """factory(**kw) -> a fresh store of the parametrised kind (kw: erasure_key, events_cap)."""
+    """factory(**kw) -> a fresh store of the parametrised kind (kw: erasure_key, events_cap): memory,
+    Redis in the single-server layout, Redis in the sharded layout (8 buckets), and a local three-node
+    Redis Cluster (the sharded layout, 16 buckets: a few customers already span several slots)."""
     made = []
 
     def factory(**kw):
         if request.param == "memory":
             s = InMemoryStore(**kw)
+        elif request.param == "redis-cluster":
+            cluster = request.getfixturevalue("redis_cluster")
+            s = RedisStore.from_url(f"{cluster.url}&prefix=t-{uuid.uuid4().hex[:12]}&shards=16",
+                                    timeout_ms=2000, **kw)
         else:
             prefix = request.getfixturevalue("redis_prefix")
-            s = RedisStore.from_url(f"{REDIS_URL}?prefix={prefix}", timeout_ms=2000, **kw)
+            shards = "&shards=8" if request.param == "redis-sharded" else ""
+            s = RedisStore.from_url(f"{REDIS_URL}?prefix={prefix}{shards}", timeout_ms=2000, **kw)
         made.append(s)
         return s
 
