@@ -6,13 +6,16 @@ Protocol (issue 9, "Figures"):
 2. `recsvc-train fit` (default engine: implicit ALS on this machine) and `recsvc-train fit --engine
    spark` (spark.ml ALS on a local Spark session, `--spark-master`), each under `/usr/bin/time -v`:
    wall seconds end to end (read, validate, weight, split, evaluation fit, final fit, publish), peak
-   RSS of the process tree (for Spark: the JVM's), stage times from the manifest, NDCG@10 on the same
-   temporal hold-out (and the popularity baseline, which both engines compute from the same data).
+   RSS of the largest process (/usr/bin/time) and of the whole process tree (psutil, sampled every
+   0.5 s: for Spark the Python driver plus the JVM), the load average before and after (the machine's
+   cores are shared), stage times from the manifest, NDCG@10 on the same temporal hold-out (and the
+   popularity baseline, which both engines compute from the same data).
 3. Both engines get the same ALS parameters (config below: the default engine's defaults, written
    out so neither tunes).
 
     python bench/spark_vs_implicit.py --scale 10m   # 10M events, 1M customers, 100k items (seed 3)
     python bench/spark_vs_implicit.py --scale 2m    # 2M events, 200k customers, 50k items
+    python bench/spark_vs_implicit.py --scale 10m --engines spark   # one engine; merged into the entry
 
 Writes bench/results/spark_vs_implicit.json (the scales run so far, one entry each). On one machine
 Spark is expected to be slower: the figure is for the README's sizing table.
@@ -21,6 +24,7 @@ Spark is expected to be slower: the figure is for the README's sizing table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -28,6 +32,11 @@ import re
 import subprocess
 import sys
 import time
+
+try:
+    import psutil
+except ImportError:  # no tree RSS then; /usr/bin/time's largest process still
+    psutil = None
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "results", "spark_vs_implicit.json")
@@ -50,22 +59,50 @@ def cli() -> list[str]:
     return [exe] if os.path.exists(exe) else [sys.executable, "-m", "training"]
 
 
+def _tree_rss(proc) -> int:
+    """Bytes resident in `proc` and all its descendants (the driver, spark-submit and the JVM)."""
+    total = 0
+    for q in [proc, *proc.children(recursive=True)]:
+        try:
+            total += q.memory_info().rss
+        except psutil.Error:
+            pass
+    return total
+
+
 def timed(cmd: list[str], timeout: float, log_path: str) -> dict:
-    """Run under /usr/bin/time -v (when present): wall seconds, peak RSS (MiB), the printed model id."""
+    """Run under /usr/bin/time -v (when present): wall seconds, the largest single process's peak RSS,
+    the peak of the whole process tree's RSS (sampled every 0.5 s with psutil: for Spark the Python
+    driver and the JVM together), the load average before and after, the printed model id."""
     wrap = ["/usr/bin/time", "-v"] if os.path.exists("/usr/bin/time") else []
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
+    load_before = [round(x, 2) for x in os.getloadavg()]
     t = time.perf_counter()
-    p = subprocess.run(wrap + cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                       env=env, check=False)
+    peak_tree = 0
+    with open(log_path, "w") as err, subprocess.Popen(wrap + cmd, stdout=subprocess.PIPE, stderr=err, text=True,
+                                                      stdin=subprocess.DEVNULL, env=env) as p:
+        root = psutil.Process(p.pid) if psutil is not None else None
+        while p.poll() is None:
+            if time.perf_counter() - t > timeout:
+                p.kill()
+                raise SystemExit(f"{' '.join(cmd[:4])} ... timed out after {timeout:.0f}s (log {log_path})")
+            if root is not None:
+                with contextlib.suppress(psutil.Error):  # the process ended between poll() and the sample
+                    peak_tree = max(peak_tree, _tree_rss(root))
+            time.sleep(0.5)
+        stdout = p.stdout.read()
     wall = time.perf_counter() - t
-    with open(log_path, "w") as f:
-        f.write(p.stderr)
+    with open(log_path) as f:
+        stderr = f.read()
     if p.returncode != 0:
-        tail = " | ".join(p.stderr.strip().splitlines()[-4:])
+        tail = " | ".join(stderr.strip().splitlines()[-4:])
         raise SystemExit(f"{' '.join(cmd[:4])} ... failed ({p.returncode}): {tail} (log {log_path})")
-    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr)
-    return {"wall_s": round(wall, 1), "peak_rss_mb": round(int(m.group(1)) / 1024) if m else None,
-            "model_id": p.stdout.strip().splitlines()[-1]}
+    m = re.search(r"Maximum resident set size \(kbytes\): (\d+)", stderr)
+    return {"wall_s": round(wall, 1),
+            "peak_rss_largest_process_mb": round(int(m.group(1)) / 1024) if m else None,
+            "peak_rss_process_tree_mb": round(peak_tree / 2**20) if peak_tree else None,
+            "load_average_before": load_before, "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "model_id": stdout.strip().splitlines()[-1]}
 
 
 def main() -> int:
@@ -115,19 +152,24 @@ def main() -> int:
             "counts": man["data"]["counts"],
         })
         out[engine] = r
-        print(f"  {engine}: {r['wall_s']:.0f}s wall, peak {r['peak_rss_mb']} MiB, ndcg@10 {r['ndcg@10']:.4f} "
+        print(f"  {engine}: {r['wall_s']:.0f}s wall, peak RSS {r['peak_rss_process_tree_mb']} MiB (tree), "
+              f"ndcg@10 {r['ndcg@10']:.4f} "
               f"(popularity {r['popularity_ndcg@10']:.4f})", flush=True)
-    entry = {"scale": a.scale, **sc, "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
-             "spark_master": a.spark_master, "spark_driver_memory": a.spark_driver_memory,
-             "config": CONFIG, "engines": out,
-             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
-    if "implicit" in out and "spark" in out:
-        entry["spark_over_implicit_wall"] = round(out["spark"]["wall_s"] / out["implicit"]["wall_s"], 2)
-        entry["ndcg@10_difference"] = round(out["spark"]["ndcg@10"] - out["implicit"]["ndcg@10"], 4)
     results = {}
     if os.path.exists(RESULTS):
         with open(RESULTS) as f:
             results = json.load(f)
+    # engines run one at a time (--engines spark, then --engines implicit) land in the same entry
+    engines = {**results.get(a.scale, {}).get("engines", {}), **out}
+    entry = {"scale": a.scale, **sc, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                                  "note": "2 cores shared with other work: see each "
+                                                          "engine's load_average_before/after"},
+             "spark_master": a.spark_master, "spark_driver_memory": a.spark_driver_memory,
+             "config": CONFIG, "engines": engines,
+             "measured_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if "implicit" in engines and "spark" in engines:
+        entry["spark_over_implicit_wall"] = round(engines["spark"]["wall_s"] / engines["implicit"]["wall_s"], 2)
+        entry["ndcg@10_difference"] = round(engines["spark"]["ndcg@10"] - engines["implicit"]["ndcg@10"], 4)
     results[a.scale] = entry
     os.makedirs(os.path.dirname(RESULTS), exist_ok=True)
     with open(RESULTS, "w") as f:

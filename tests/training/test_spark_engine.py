@@ -170,7 +170,8 @@ def test_without_java_the_cli_says_so_in_one_line(data, tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAVA_HOME"}
     env["PATH"] = os.path.dirname(sys.executable)  # the venv only: no java
     r = subprocess.run([sys.executable, "-m", "training", "fit", "--engine", "spark", "--data", data,
-                        "--models-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+                        "--models-dir", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120,
+                       check=False)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "recsvc-train fit: error: --engine spark needs Java 17 or later (no java on PATH and no JAVA_HOME)"]
@@ -179,7 +180,7 @@ def test_without_java_the_cli_says_so_in_one_line(data, tmp_path):
 def test_without_pyspark_the_cli_says_so_in_one_line(data, tmp_path):
     code = ("import sys; sys.modules['pyspark'] = None; from training.__main__ import main; "
             f"sys.exit(main(['fit', '--engine', 'spark', '--data', {data!r}, '--models-dir', {str(tmp_path)!r}]))")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [
         "recsvc-train fit: error: --engine spark needs pyspark: pip install 'recsvc[spark]'"]
@@ -189,7 +190,7 @@ def test_the_default_engine_never_imports_pyspark(data, tmp_path):
     code = ("import sys; from training.__main__ import main; "
             f"rc = main(['-q', 'fit', '--no-evaluate', '--data', {data!r}, '--models-dir', {str(tmp_path)!r}]); "
             "assert 'pyspark' not in sys.modules and 'training.engines.spark' not in sys.modules; sys.exit(rc)")
-    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False)
     assert r.returncode == 0, r.stderr
 
 
@@ -207,3 +208,60 @@ def test_a_data_uri_is_read_through_spark_with_the_same_result(spark, data, monk
         assert len(sd.fingerprint) == 64 and sd.fingerprint != ds.fingerprint  # metadata, not bytes
     finally:
         sd.rows.unpersist()
+
+
+def test_a_folder_of_parquet_part_files_is_read_and_rejects_name_the_part_file_and_its_line(spark, data, tmp_path):
+    """interactions.parquet as Spark writes it (a folder of part files, here each split over several
+    partitions): every row is read, and a reject names its part file and its row in that file."""
+    d = tmp_path / "parts"
+    shutil.copytree(data, d)
+    inter = pd.read_csv(d / "interactions.csv", dtype=str, keep_default_na=False)
+    os.remove(d / "interactions.csv")
+    half = len(inter) // 2
+    inter.loc[5, "event"] = "teleport"  # part 0, row 6
+    inter.loc[half + 7, "timestamp"] = "yesterday"  # part 1, row 8
+    inter.loc[half + 9, "event_id"] = inter.loc[10, "event_id"]  # part 1, row 10: first in part 0, row 11
+    (d / "interactions.parquet").mkdir()
+    for i, part in enumerate((inter.iloc[:half], inter.iloc[half:])):
+        part.to_parquet(d / "interactions.parquet" / f"part-{i:05d}.parquet", index=False, row_group_size=1000)
+    path = str(tmp_path / "rejects.csv")
+    spark.conf.set("spark.sql.files.maxPartitionBytes", "64k")
+    try:
+        sd = engine.load(spark, str(d), rejects_path=path)
+    finally:
+        spark.conf.unset("spark.sql.files.maxPartitionBytes")
+    try:
+        assert sd.rows.rdd.getNumPartitions() > 2
+        assert (sd.n_rows, sd.n_valid, sd.n_rejects) == (len(inter), len(inter) - 3, 3)
+        got = pd.read_csv(path, dtype=str, keep_default_na=False)
+        p0, p1 = "interactions.parquet/part-00000.parquet", "interactions.parquet/part-00001.parquet"
+        assert got[["file", "line", "field", "reason"]].values.tolist() == [
+            [p0, "6", "event", f"unknown event (allowed: {', '.join(engine.EVENTS)})"],
+            [p1, "8", "timestamp", "not ISO-8601 or integer epoch seconds"],
+            [p1, "10", "event_id", f"duplicate event_id (first at {p0} line 11)"],
+        ]
+        assert got["value"].tolist() == ["teleport", "yesterday", inter.loc[10, "event_id"]]
+    finally:
+        sd.rows.unpersist()
+
+
+def test_the_cli_passes_spark_master_and_spark_conf_to_the_session(data, tmp_path):
+    models = str(tmp_path / "models")
+    r = subprocess.run([sys.executable, "-m", "training", "-q", "fit", "--engine", "spark", "--no-evaluate",
+                        "--data", data, "--models-dir", models, "--rejects", str(tmp_path / "rejects.csv"),
+                        "--spark-master", "local[1]", "--spark-conf", "spark.default.parallelism=3",
+                        "--spark-conf", "spark.driver.memory=1g"],
+                       capture_output=True, text=True, timeout=600, check=False)
+    assert r.returncode == 0, r.stderr
+    with open(os.path.join(models, r.stdout.strip().splitlines()[-1], "manifest.json")) as f:
+        man = json.load(f)
+    assert (man["engine"], man["spark_master"], man["spark_default_parallelism"]) == ("spark", "local[1]", 3)
+
+
+def test_a_malformed_spark_conf_is_refused_in_one_line(data, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "training", "fit", "--engine", "spark", "--data", data,
+                        "--models-dir", str(tmp_path), "--spark-conf", "spark.executor.memory"],
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines() == [
+        "recsvc-train fit: error: --spark-conf expects KEY=VALUE, got 'spark.executor.memory'"]

@@ -3,19 +3,23 @@ preferences), publishing the same artifact as the default engine.
 
 What runs where:
 
-- **On Spark (jobs over the raw interaction rows)**: reading `interactions.<csv|parquet|jsonl>` (a local
-  data directory or any path Spark reads: `hdfs://`, `s3a://`, `file://`), the row checks of
+- **On Spark (jobs over the raw interaction rows)**: reading `interactions.<csv|parquet|jsonl>` (a file,
+  or a folder of part files as Spark writes it, e.g. `interactions.parquet/part-*.parquet`; in a local
+  data directory, given to Spark as a file:// URI, or on any path Spark reads: `hdfs://`, `s3a://`,
+  `gs://`, `abfss://`), the row checks of
   `training.io` (same order, fields and reasons; the first failed check wins), event weights x
   quantity x rating scale, channel balancing and recency decay (`training.weighting`, as column
   expressions), the sums per (customer, item), the temporal split, the held-out set, the training
   popularity, the customer groups, and both ALS fits (`pyspark.ml.recommendation.ALS`).
-- **Collected to the driver (small, aggregated)**: the rejected rows (at most `max_reject_share` of the
-  data, or the first REJECTS_MAX when the load fails), the id maps, one row per (customer, item) pair
+- **Collected to the driver (small, aggregated)**: the rejected rows (the first REJECTS_MAX in file and
+  line order; the count of rejects is exact), the id maps, one row per (customer, item) pair
   (confidence and flag bits: the artifact's history), one row per (customer, item, store) with its
   popularity weight already decayed (the artifact's popularity tables), the held-out (customer, item,
   channel) triples, per-(customer, channel) counts, and the factors (items x k, customers x k).
 - **Side tables** (catalog, customers, stores, stock) are small and go through `training.io`'s own
   loaders (read by Spark first when they are not local files).
+- **Rejects** name the file and line as the default engine does; for a folder of part files, the part
+  file (`interactions.parquet/part-00003-....parquet`) and the row within it.
 
 Everything after that is the default engine's code: `training.export.build_artifact` (catalogue,
 history, stock, popularity, neighbours from the item factors), `training.evaluate` (metrics from each
@@ -31,6 +35,10 @@ Differences from the default engine, by design or not done yet:
   no warm start: the evaluation fit and the final fit are two fits with the same parameters.
 - Only the temporal holdout (`--holdout-fraction` is refused).
 - CSV rows with a wrong number of fields are not reported as malformed (Spark fills or drops fields).
+- The metrics themselves (each evaluated customer's top-k, at most `max_customers` of them) are computed
+  on the driver by `training.evaluate`, from the training pairs and the factors: the raw rows never
+  leave Spark, but the driver holds O(pairs) twice (the training split's and all of them), as the
+  artifact's history needs anyway.
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ import hashlib
 import logging
 import math
 import os
+import re
 import shutil
 import time
 import warnings
@@ -145,6 +154,12 @@ def _local(path: str) -> str:
     return urlparse(path).path if path.startswith("file:") else path
 
 
+def _uri(path: str) -> str:
+    """What Spark is given: a local path as an absolute file:// URI (a bare path would resolve against
+    the cluster's default file system, e.g. HDFS under YARN); any other URI unchanged."""
+    return "file://" + os.path.abspath(_local(path)) if _is_local(path) else path
+
+
 def _fs_exists(spark, path: str) -> bool:
     jvm = spark._jvm
     p = jvm.org.apache.hadoop.fs.Path(path)
@@ -159,10 +174,11 @@ def find_inputs(spark, data: str) -> dict[str, str | None]:
         raise DataError(f"{data}: no such data directory")
     for stem in ("interactions", "catalog", "customers", "stores", "stock"):
         required = stem in ("interactions", "catalog")
+        # a file, or a folder of part files as Spark writes them (interactions.parquet/part-*.parquet)
         if local:
-            out[stem] = io.find_input(_local(data), stem, required=required)
-            continue
-        found = [p for s in io.SUFFIXES if _fs_exists(spark, p := data.rstrip("/") + "/" + stem + s)]
+            found = [p for s in io.SUFFIXES if os.path.exists(p := os.path.join(_local(data), stem + s))]
+        else:
+            found = [p for s in io.SUFFIXES if _fs_exists(spark, p := data.rstrip("/") + "/" + stem + s)]
         if len(found) > 1:
             raise DataError(f"{data}: several {stem} files ({', '.join(found)}); keep exactly one")
         if not found and required:
@@ -179,9 +195,14 @@ def _fingerprint(spark, paths: list[str]) -> str:
     h = hashlib.sha256()
     jvm, conf = spark._jvm, spark._jsc.hadoopConfiguration()
     for p in sorted(paths):
-        jp = jvm.org.apache.hadoop.fs.Path(p)
+        jp = jvm.org.apache.hadoop.fs.Path(_uri(p))
         fs = jp.getFileSystem(conf)
-        for st in sorted(fs.listStatus(jp), key=lambda s: s.getPath().toString()):
+        # recursive: a partitioned folder (day=.../part-*.parquet) changes when any of its files does
+        it = fs.listFiles(jp, True)
+        files = []
+        while it.hasNext():
+            files.append(it.next())
+        for st in sorted(files, key=lambda s: s.getPath().toString()):
             h.update(f"{st.getPath().getName()}\0{st.getLen()}\0{st.getModificationTime()}\0".encode())
     return h.hexdigest()
 
@@ -210,11 +231,19 @@ def _reader(spark, path: str):
     return df.select(*cols), first
 
 
-def _side_table(spark, path: str) -> io._Table:
-    """A small input file as `training.io`'s _Table: read locally by the default reader, else by Spark."""
+def _is_dir(spark, path: str) -> bool:
     if _is_local(path):
+        return os.path.isdir(_local(path))
+    jp = spark._jvm.org.apache.hadoop.fs.Path(path)
+    return bool(jp.getFileSystem(spark._jsc.hadoopConfiguration()).getFileStatus(jp).isDirectory())
+
+
+def _side_table(spark, path: str) -> io._Table:
+    """A small input as `training.io`'s _Table: a local file by the default reader, else (a URI, a
+    folder of part files) read by Spark."""
+    if _is_local(path) and os.path.isfile(_local(path)):
         return io._read(_local(path))
-    df, first = _reader(spark, path)
+    df, first = _reader(spark, _uri(path))
     pdf = df.toArrow().to_pandas()
     table = pa.Table.from_pandas(pdf, preserve_index=False)
     table = pa.table({c: table.column(c).cast(pa.string()) for c in table.column_names})
@@ -223,21 +252,38 @@ def _side_table(spark, path: str) -> io._Table:
 
 
 # ---------------------------------------------------------------- interactions: read + validate
-def _with_lines(df, first: int):
-    """A `line` column (1-based; CSV: the header is line 1) from the row order of the read: the
-    partition of each row and its offset in it, without a pass through Python."""
+def _with_lines(spark, df, first: int, name: str, folder: bool):
+    """`_file` (the name rejects report) and `line` (1-based; CSV: the header is line 1) columns from
+    the row order of the read, without a pass through Python. One file: `name`, and the line from the
+    partition of each row and its offset in it (a file's splits are read in order). A folder of part
+    files: `name/<part file>`, and the line within that part file (a partition may hold several files,
+    one after the other; a file's splits are in partition order)."""
     from pyspark.sql import functions as F
 
     df = df.withColumn("_mid", F.monotonically_increasing_id())
     part = F.shiftright(F.col("_mid"), 33)
-    counts = dict(df.groupBy(part.alias("p")).count().collect())
-    offsets, run = [], 0
-    for p in range(int(max(counts, default=-1)) + 1):
-        offsets.append(run)
-        run += counts.get(p, 0)
-    base = F.element_at(F.array(*[F.lit(o) for o in offsets] or [F.lit(0)]), (part + 1).cast("int"))
-    return df.withColumn("line", (base + (F.col("_mid").bitwiseAND(F.lit((1 << 33) - 1))) + first).cast("long")) \
-             .drop("_mid")
+    off = F.col("_mid").bitwiseAND(F.lit((1 << 33) - 1))
+    if not folder:
+        counts = dict(df.groupBy(part.alias("p")).count().collect())
+        offsets, run = [], 0
+        for p in range(int(max(counts, default=-1)) + 1):
+            offsets.append(run)
+            run += counts.get(p, 0)
+        base = F.element_at(F.array(*[F.lit(o) for o in offsets] or [F.lit(0)]), (part + 1).cast("int"))
+        return df.withColumn("line", (base + off + first).cast("long")).withColumn("_file", F.lit(name)) \
+                 .drop("_mid")
+    fn = F.input_file_name()
+    rel = F.regexp_extract(fn, ".*/" + re.escape(name) + "/(.+)$", 1)
+    df = df.withColumn("_file", F.concat(F.lit(name + "/"), F.when(rel != "", rel)
+                                         .otherwise(F.regexp_extract(fn, "([^/]+)$", 1))))
+    stats = df.groupBy(part.alias("_p"), "_file").agg(F.count("*").alias("n"), F.min(off).alias("o")).collect()
+    shift, run = [], {}
+    for r in sorted(stats, key=lambda r: (r["_file"], r["_p"])):
+        shift.append((int(r["_p"]), r["_file"], run.get(r["_file"], 0) - int(r["o"]) + first))
+        run[r["_file"]] = run.get(r["_file"], 0) + int(r["n"])
+    look = spark.createDataFrame(shift or [(0, "", 0)], "_p long, _file string, _shift long")
+    return df.withColumn("_p", part).join(F.broadcast(look), ["_p", "_file"], "left") \
+             .withColumn("line", (off + F.col("_shift")).cast("long")).drop("_mid", "_p", "_shift")
 
 
 def _ts_parse(c):
@@ -308,16 +354,20 @@ def _checked(spark, df, items: np.ndarray, store_ids: np.ndarray | None):
     df = df.withColumn("_field", field).withColumn("_reason", reason)
     # duplicate event ids among the rows still valid (rows without an id never collide): the first
     # (lowest line) is kept, the later ones rejected with the first one's line
+    # (part files: the first of the lowest file name, which names the file when it is another one)
     cand = df.filter(F.col("_reason").isNull() & (F.col("event_id") != ""))
-    dups = cand.groupBy("event_id").agg(F.count("*").alias("_n"), F.min("line").alias("_first")) \
-               .filter(F.col("_n") > 1).select("event_id", "_first")
+    dups = cand.groupBy("event_id").agg(F.count("*").alias("_n"), F.min(F.struct("_file", "line")).alias("_first")) \
+               .filter(F.col("_n") > 1).select("event_id", F.col("_first._file").alias("_ffile"),
+                                               F.col("_first.line").alias("_fline"))
     df = df.join(dups, "event_id", "left")
-    is_dup = F.col("_reason").isNull() & F.col("_first").isNotNull() & (F.col("line") != F.col("_first"))
+    is_dup = F.col("_reason").isNull() & F.col("_fline").isNotNull() \
+        & ((F.col("line") != F.col("_fline")) | (F.col("_file") != F.col("_ffile")))
+    where = F.when(F.col("_ffile") == F.col("_file"), F.lit("")).otherwise(F.concat(F.col("_ffile"), F.lit(" ")))
     df = df.withColumn("_field", F.when(is_dup, F.lit("event_id")).otherwise(F.col("_field"))) \
-           .withColumn("_reason", F.when(is_dup, F.concat(F.lit("duplicate event_id (first at line "),
-                                                          F.col("_first").cast("string"), F.lit(")")))
+           .withColumn("_reason", F.when(is_dup, F.concat(F.lit("duplicate event_id (first at "), where, F.lit("line "),
+                                                          F.col("_fline").cast("string"), F.lit(")")))
                        .otherwise(F.col("_reason")))
-    return df
+    return df.drop("_ffile", "_fline")
 
 
 def _reject_value(df):
@@ -373,26 +423,32 @@ def load(spark, data: str, *, rejects_path: str | None = None, max_reject_share:
 
     ipath = paths["interactions"]
     iname = os.path.basename(ipath.rstrip("/"))
-    raw, first = _reader(spark, ipath)
+    raw, first = _reader(spark, _uri(ipath))
     missing = [c for c in io.REQUIRED["interactions"] if c not in raw.columns]
     if missing:
         raise DataError(f"{iname}: missing required column '{missing[0]}' (required: "
                         f"{', '.join(io.REQUIRED['interactions'])}; found: {', '.join(raw.columns)})")
-    checked = _checked(spark, _with_lines(raw, first), items, store_ids).persist(StorageLevel.MEMORY_AND_DISK)
+    lined = _with_lines(spark, raw, first, iname, _is_dir(spark, ipath))
+    checked = _checked(spark, lined, items, store_ids).persist(StorageLevel.MEMORY_AND_DISK)
     tally = checked.agg(F.count("*").alias("n"), F.count("_reason").alias("bad")).collect()[0]
     n_rows, n_bad = int(tally["n"]), int(tally["bad"])
+    inames, unlisted = [iname], 0
     if n_bad:
         bad = (checked.filter(F.col("_reason").isNotNull())
-               .select("line", F.col("_field").alias("field"), F.col("_reason").alias("reason"),
+               .select("_file", "line", F.col("_field").alias("field"), F.col("_reason").alias("reason"),
                        _reject_value(checked).alias("value"))
-               .orderBy("line").limit(REJECTS_MAX).toArrow().to_pandas())
-        for (fld, why), g in bad.groupby(["field", "reason"], sort=False):
-            rejects.add(iname, g["line"].to_numpy(np.int64), fld, why, g["value"].to_numpy(dtype=object))
+               .orderBy("_file", "line").limit(REJECTS_MAX).toArrow().to_pandas())
+        unlisted = n_bad - len(bad)
+        if unlisted:
+            log.warning("%d interaction rows rejected; the rejects file lists the first %d", n_bad, len(bad))
+        inames = sorted(bad["_file"].unique())
+        for (fname, fld, why), g in bad.groupby(["_file", "field", "reason"], sort=False):
+            rejects.add(fname, g["line"].to_numpy(np.int64), fld, why, g["value"].to_numpy(dtype=object))
     written = None
     if rejects.total:
         written = rejects_path or io.default_rejects_path(_local(data) if _is_local(data) else data.rstrip("/"))
         os.makedirs(os.path.dirname(os.path.abspath(written)), exist_ok=True)
-        order = [t.name for t in tabs.values()] + [iname]
+        order = [t.name for t in tabs.values()] + inames
         rejects.frame(order).to_csv(written, index=False)
         log.warning("%d rejected rows written to %s", rejects.total, written)
     if n_rows == 0:
@@ -403,7 +459,7 @@ def load(spark, data: str, *, rejects_path: str | None = None, max_reject_share:
                         f"see {written}")
     keep = F.col("_reason").isNull()
     if until is not None:
-        keep = keep & (F.col("_ts") < F.lit(int(math.ceil(until))))
+        keep = keep & (F.col("_ts") < F.lit(math.ceil(until)))
     rows = checked.filter(keep).select(
         "customer_id", "item_id", "event", "channel", F.col("_ts").alias("ts"), "store_id",
         F.coalesce(F.col("_q"), F.lit(1.0)).alias("quantity"), F.col("_v").alias("value"), "line",
@@ -414,7 +470,7 @@ def load(spark, data: str, *, rejects_path: str | None = None, max_reject_share:
         raise DataError(f"{iname}: no valid interaction rows"
                         + (f" before {until:.0f} (--until)" if until is not None else ""))
     return SparkData(rows, catalog, customers, stores, stock, fingerprint, n_rows, n_valid,
-                     rejects.total, written)
+                     rejects.total + unlisted, written)
 
 
 # ---------------------------------------------------------------- weighting (training.weighting on Spark)
@@ -598,9 +654,9 @@ def evaluate_split(spark, w, cfg: TrainConfig, shape: tuple[int, int], p: dict, 
     pop = np.zeros(shape[1], np.float32)
     pop[pop_df["col"].to_numpy(np.int64)] = pop_df["p"].to_numpy(np.float64)
     groups = _groups(train_rows.groupBy("row", "channel").agg(F.count("*").alias("n")).toArrow().to_pandas(), shape[0])
-    kw = dict(test_cust=truth["row"].to_numpy(np.int64), test_item=truth["col"].to_numpy(np.int64),
-              test_channel=truth["channel"].to_numpy(dtype=str), k=e.k, n_items=shape[1], groups=groups,
-              bootstrap=e.bootstrap, seed=seed, max_customers=e.max_customers)
+    kw = {"test_cust": truth["row"].to_numpy(np.int64), "test_item": truth["col"].to_numpy(np.int64),
+          "test_channel": truth["channel"].to_numpy(dtype=str), "k": e.k, "n_items": shape[1], "groups": groups,
+          "bootstrap": e.bootstrap, "seed": seed, "max_customers": e.max_customers}
     out = {result_key("als"): ev.evaluate(ev.recommender_for(fac, train_conf, e.k, ex, pop), **kw)}
     out["popularity"] = {**ev.evaluate(ev.popularity_recommender(train_conf, e.k, ex, pop), **kw), "baseline": True}
     bought = sp.csr_matrix(train_flags)
@@ -710,7 +766,9 @@ def fit(data: str, models_dir: str, cfg: TrainConfig, *, alias: str | None = Non
                                      popularity_half_life=cfg.popularity_half_life_days,
                                      popularity_top=cfg.popularity_top,
                                      extra={"stages": dict(stages.times), "engine": "spark",
-                                            "spark_master": spark.sparkContext.master},
+                                            "spark_master": spark.sparkContext.master,
+                                            "spark_version": spark.version,
+                                            "spark_default_parallelism": spark.sparkContext.defaultParallelism},
                                      taken=lambda mid: os.path.exists(os.path.join(models_dir, mid)))
         man.data["counts"]["interactions"] = int(sd.n_valid)  # not the compact rows build_artifact saw
         reg = Registry(models_dir)
