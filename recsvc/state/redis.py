@@ -61,7 +61,7 @@ from recsvc.state.base import (
     tombstone_id,
 )
 from recsvc.state.redis_layout import DEFAULT_CLUSTER_SHARDS, Layout
-from recsvc.state.redis_link import link_for
+from recsvc.state.redis_link import link_for, reply_error
 
 UNAVAILABLE = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
 TOMB_NAMES = 4096  # tombstone key names kept per store (a keyed hash costs about a microsecond)
@@ -347,7 +347,7 @@ class RedisStore:
             for i, reply in enumerate(out):
                 if isinstance(reply, hiredis.ReplyError):
                     if not str(reply).startswith("NOSCRIPT"):
-                        raise redis.exceptions.ResponseError(str(reply))
+                        raise reply_error(reply)
                     out[i] = self._call(*calls[i])  # loads the script, runs only this call again
             return out
         if not self.cluster:

@@ -20,6 +20,7 @@ import threading
 
 import hiredis
 import redis
+from redis._parsers.base import BaseParser  # the error-reply -> exception table redis-py uses
 
 # redis-py connection options this module implements, the ones that change nothing on the wire for
 # its reads, and the values the others must have (anything else: redis-py keeps the connection)
@@ -74,7 +75,7 @@ class _Conn:
             return out
         for r in out:
             if isinstance(r, hiredis.ReplyError):
-                raise redis.exceptions.ResponseError(str(r))
+                raise reply_error(r)
         return out
 
     def close(self) -> None:
@@ -199,6 +200,17 @@ class Pending:
     def cancel(self) -> None:
         """The replies are not wanted: the connection is closed (it must not carry them to another read)."""
         self.conn.close()
+
+
+def reply_error(reply) -> redis.exceptions.RedisError:
+    """The exception redis-py would raise for an error reply, where it says Redis is unavailable
+    (LOADING after a restart, MASTERDOWN...: ConnectionError subclasses, so callers treat them as an
+    outage); any other error stays a ResponseError with the full text (NOSCRIPT checks rely on it)."""
+    text = str(reply)
+    mapped = BaseParser.parse_error(text)
+    if isinstance(mapped, redis.exceptions.ConnectionError):
+        return mapped
+    return redis.exceptions.ResponseError(text)
 
 
 def link_for(client: redis.Redis) -> Link | None:
