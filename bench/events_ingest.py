@@ -29,13 +29,10 @@ import os
 import random
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from typing import Self
 
@@ -43,54 +40,15 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+from serve_floor import BLAS1, free_port, spawn, stop, wait_ready  # the benches' shared process helpers
+
 RESULTS_DIR = os.path.join(HERE, "results")
 CHANNELS = ("web", "app", "store", "call_center")
-BLAS1 = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 KINDS = ("view", "view", "view", "click", "add_to_cart", "purchase")
 
 
 # ---------------------------------------------------------------- shared helpers
-def free_port() -> int:
-    while True:
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-        s.close()
-        if port != 6379:
-            return port
-
-
-def spawn(cmd: list[str], env: dict, log: str, cwd: str | None = None) -> subprocess.Popen:
-    with open(log, "wb") as out:
-        return subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-
-
-def stop(p: subprocess.Popen) -> None:
-    if p.poll() is None:
-        os.killpg(p.pid, signal.SIGTERM)
-        try:
-            p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(p.pid, signal.SIGKILL)
-            p.wait(timeout=5)
-
-
-def wait_ready(url: str, p: subprocess.Popen, log: str, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if p.poll() is not None:
-            raise SystemExit(f"server exited ({p.returncode}); see {log}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                if r.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{url} not ready after {timeout:.0f} s; see {log}")
-
-
 def build_model(work: str, customers: int = 5000, items: int = 2000, events: int = 200_000, seed: int = 7) -> str:
     """A registry with a champion: `recsvc-train synth` + `fit` (cached in `work` between runs)."""
     models, data = os.path.join(work, "models"), os.path.join(work, "data")
