@@ -43,12 +43,14 @@ Differences from the default engine, by design or not done yet:
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
 import math
 import os
 import re
 import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass
@@ -130,6 +132,13 @@ def session(master: str | None = None, conf: dict[str, str] | None = None, app: 
         b = b.config(k, v)
     spark = b.getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
+    if local and spark.sparkContext.getCheckpointDir() is None:
+        # ALS truncates its lineage every checkpointInterval iterations only when a checkpoint folder is
+        # set; without one, the lineage of 15 iterations can overflow the JVM stack when a task is
+        # serialized. On a cluster, set a shared one: --spark-conf spark.checkpoint.dir=hdfs://...
+        ckpt = tempfile.mkdtemp(prefix="recsvc-spark-checkpoints-")
+        atexit.register(shutil.rmtree, ckpt, True)
+        spark.sparkContext.setCheckpointDir(ckpt)
     return spark
 
 
